@@ -1,0 +1,381 @@
+"""Raft wire messages and log entries, and their versioned binary encoding.
+
+Every message is a frozen dataclass. `encode(msg) -> bytes` writes a version byte, a type
+byte and the fields in a fixed order; `decode(data) -> msg` reverses it and raises
+`DecodeError` (and nothing else) for random, truncated, oversized or trailing bytes, so a
+transport can drop a bad frame with a clear reason instead of crashing.
+
+Integers are unsigned 64-bit big-endian, strings are UTF-8 with a 16-bit length, byte blobs
+carry a 32-bit length. The same entry encoding is used by the durable log (raft_storage).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, fields
+from enum import IntEnum
+from typing import Any
+
+WIRE_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+MAX_ENTRIES_PER_MESSAGE = 1_000_000
+MAX_VOTERS = 1024
+
+
+class DecodeError(ValueError):
+    """Raised when bytes are not a valid encoded Raft message or entry."""
+
+
+class EntryKind(IntEnum):
+    """What a log entry carries: application data, a leader's no-op, or a new voter set."""
+
+    DATA = 0
+    NOOP = 1
+    CONFIG = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One log entry. For CONFIG entries `data` is `encode_voters(...)`."""
+
+    index: int
+    term: int
+    kind: EntryKind = EntryKind.DATA
+    data: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotMeta:
+    """Where a snapshot stops (index, term) and the voter set in force at that index."""
+
+    index: int
+    term: int
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVote:
+    """A (pre-)vote request. Pre-votes carry the term the candidate would use."""
+
+    term: int
+    src: str
+    dst: str
+    last_index: int
+    last_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VoteResponse:
+    term: int
+    src: str
+    dst: str
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntries:
+    term: int
+    src: str
+    dst: str
+    prev_index: int
+    prev_term: int
+    commit: int
+    entries: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResponse:
+    """`index` is the last matching index on success, the rejected prev_index otherwise."""
+
+    term: int
+    src: str
+    dst: str
+    success: bool
+    index: int
+    hint: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Leader liveness plus a sequence number that confirms leadership for ReadIndex."""
+
+    term: int
+    src: str
+    dst: str
+    commit: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResponse:
+    term: int
+    src: str
+    dst: str
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    term: int
+    src: str
+    dst: str
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Tells the transfer target to start an election at once (leadership transfer)."""
+
+    term: int
+    src: str
+    dst: str
+
+
+Message = (
+    RequestVote
+    | VoteResponse
+    | AppendEntries
+    | AppendResponse
+    | Heartbeat
+    | HeartbeatResponse
+    | InstallSnapshot
+    | TimeoutNow
+)
+
+_TYPES: tuple[type, ...] = (
+    RequestVote,
+    VoteResponse,
+    AppendEntries,
+    AppendResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    TimeoutNow,
+)
+_TYPE_CODE = {cls: code for code, cls in enumerate(_TYPES, start=1)}
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+_ENTRY_HEAD = struct.Struct(">QQBI")
+_MAX_U64 = (1 << 64) - 1
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u64(self, value: int) -> None:
+        if not 0 <= value <= _MAX_U64:
+            raise ValueError(f"integer field out of range: {value}")
+        self.parts.append(_U64.pack(value))
+
+    def flag(self, value: bool) -> None:
+        self.parts.append(b"\x01" if value else b"\x00")
+
+    def text(self, value: str) -> None:
+        raw = value.encode("utf-8")
+        if len(raw) > 0xFFFF:
+            raise ValueError("string field longer than 65535 bytes")
+        self.parts.append(_U16.pack(len(raw)))
+        self.parts.append(raw)
+
+    def blob(self, value: bytes) -> None:
+        self.parts.append(_U32.pack(len(value)))
+        self.parts.append(bytes(value))
+
+    def entry(self, entry: Entry) -> None:
+        if not (0 <= entry.index <= _MAX_U64 and 0 <= entry.term <= _MAX_U64):
+            raise ValueError("entry index or term out of range")
+        self.parts.append(_ENTRY_HEAD.pack(entry.index, entry.term, entry.kind, len(entry.data)))
+        self.parts.append(bytes(entry.data))
+
+    def voters(self, voters: tuple[str, ...]) -> None:
+        self.parts.append(_U16.pack(len(voters)))
+        for voter in voters:
+            self.text(voter)
+
+
+class _Reader:
+    def __init__(self, data: bytes, pos: int = 0) -> None:
+        self.data = data
+        self.pos = pos
+
+    def take(self, size: int, what: str) -> bytes:
+        end = self.pos + size
+        if end > len(self.data):
+            raise DecodeError(f"truncated: {what} needs {size} bytes at offset {self.pos}")
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def u64(self, what: str) -> int:
+        return _U64.unpack(self.take(8, what))[0]
+
+    def flag(self, what: str) -> bool:
+        raw = self.take(1, what)[0]
+        if raw > 1:
+            raise DecodeError(f"{what}: boolean byte must be 0 or 1, got {raw}")
+        return raw == 1
+
+    def text(self, what: str) -> str:
+        size = _U16.unpack(self.take(2, what))[0]
+        try:
+            return self.take(size, what).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"{what}: invalid UTF-8") from exc
+
+    def blob(self, what: str) -> bytes:
+        size = _U32.unpack(self.take(4, what))[0]
+        return bytes(self.take(size, what))
+
+    def entry(self) -> Entry:
+        index, term, kind, size = _ENTRY_HEAD.unpack(self.take(_ENTRY_HEAD.size, "entry header"))
+        if kind not in _ENTRY_KINDS:
+            raise DecodeError(f"unknown entry kind {kind}")
+        return Entry(index, term, EntryKind(kind), bytes(self.take(size, "entry data")))
+
+    def voters(self, what: str) -> tuple[str, ...]:
+        count = _U16.unpack(self.take(2, what))[0]
+        if count > MAX_VOTERS:
+            raise DecodeError(f"{what}: {count} voters is more than {MAX_VOTERS}")
+        return tuple(self.text(what) for _ in range(count))
+
+
+_ENTRY_KINDS = frozenset(int(kind) for kind in EntryKind)
+
+
+def _field_kind(cls: type, name: str) -> str:
+    if name in ("src", "dst"):
+        return "text"
+    if name in ("pre_vote", "transfer", "granted", "success"):
+        return "flag"
+    if name == "entries":
+        return "entries"
+    if name == "meta":
+        return "meta"
+    if name == "data":
+        return "blob"
+    return "u64"
+
+
+_SCHEMA = {cls: [(f.name, _field_kind(cls, f.name)) for f in fields(cls)] for cls in _TYPES}
+
+
+def encode(msg: Message) -> bytes:
+    """Serialize a message: version byte, type byte, then its fields in declaration order."""
+    code = _TYPE_CODE.get(type(msg))
+    if code is None:
+        raise TypeError(f"not a Raft message: {type(msg).__name__}")
+    out = _Writer()
+    out.parts.append(bytes((WIRE_VERSION, code)))
+    for name, kind in _SCHEMA[type(msg)]:
+        value: Any = getattr(msg, name)
+        if kind == "u64":
+            out.u64(value)
+        elif kind == "flag":
+            out.flag(value)
+        elif kind == "text":
+            out.text(value)
+        elif kind == "blob":
+            out.blob(value)
+        elif kind == "entries":
+            out.parts.append(_U32.pack(len(value)))
+            for entry in value:
+                out.entry(entry)
+        else:
+            out.u64(value.index)
+            out.u64(value.term)
+            out.voters(value.voters)
+    return b"".join(out.parts)
+
+
+def decode(data: bytes) -> Message:
+    """Parse bytes made by `encode`; any malformed input raises DecodeError."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if len(data) < 2:
+        raise DecodeError("truncated: a message needs at least a version and a type byte")
+    if data[0] != WIRE_VERSION:
+        raise DecodeError(f"unsupported wire version {data[0]} (expected {WIRE_VERSION})")
+    if not 1 <= data[1] <= len(_TYPES):
+        raise DecodeError(f"unknown message type {data[1]}")
+    cls = _TYPES[data[1] - 1]
+    reader = _Reader(data, 2)
+    values: dict[str, Any] = {}
+    for name, kind in _SCHEMA[cls]:
+        if kind == "u64":
+            values[name] = reader.u64(name)
+        elif kind == "flag":
+            values[name] = reader.flag(name)
+        elif kind == "text":
+            values[name] = reader.text(name)
+        elif kind == "blob":
+            values[name] = reader.blob(name)
+        elif kind == "entries":
+            count = _U32.unpack(reader.take(4, "entry count"))[0]
+            if count > MAX_ENTRIES_PER_MESSAGE or count * _ENTRY_HEAD.size > len(data):
+                raise DecodeError(f"entry count {count} does not fit in the message")
+            values[name] = tuple(reader.entry() for _ in range(count))
+        else:
+            index = reader.u64("snapshot index")
+            term = reader.u64("snapshot term")
+            values[name] = SnapshotMeta(index, term, reader.voters("snapshot voters"))
+    if reader.pos != len(data):
+        raise DecodeError(f"{len(data) - reader.pos} trailing bytes after {cls.__name__}")
+    return cls(**values)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    """Entry bytes as stored in the durable log."""
+    out = _Writer()
+    out.entry(entry)
+    return b"".join(out.parts)
+
+
+def decode_entry(data: bytes) -> Entry:
+    reader = _Reader(bytes(data))
+    try:
+        entry = reader.entry()
+    except struct.error as exc:
+        raise DecodeError(f"bad entry: {exc}") from exc
+    if reader.pos != len(data):
+        raise DecodeError("trailing bytes after entry")
+    return entry
+
+
+def encode_voters(voters: tuple[str, ...] | list[str]) -> bytes:
+    """CONFIG entry payload: the complete voter set after the change."""
+    out = _Writer()
+    out.voters(tuple(voters))
+    return b"".join(out.parts)
+
+
+def decode_voters(data: bytes) -> tuple[str, ...]:
+    reader = _Reader(bytes(data))
+    voters = reader.voters("voters")
+    if reader.pos != len(data):
+        raise DecodeError("trailing bytes after voter list")
+    return voters
+
+
+def encode_meta(meta: SnapshotMeta) -> bytes:
+    out = _Writer()
+    out.u64(meta.index)
+    out.u64(meta.term)
+    out.voters(meta.voters)
+    return b"".join(out.parts)
+
+
+def decode_meta(data: bytes) -> SnapshotMeta:
+    reader = _Reader(bytes(data))
+    meta = SnapshotMeta(reader.u64("index"), reader.u64("term"), reader.voters("voters"))
+    if reader.pos != len(data):
+        raise DecodeError("trailing bytes after snapshot metadata")
+    return meta

@@ -1,0 +1,963 @@
+"""Raft consensus core with no I/O: the driver feeds it time and messages and does what it says.
+
+The core never reads a clock, opens a socket or file, or draws its own randomness: time comes
+in through `tick(now_ms)`, randomness from the injected `random.Random`, and everything it
+wants done comes out of `ready()`. The same object therefore runs in the seeded simulator
+(tests/raftsim.py) and in the agent. Messages are in `raft_messages` (encode/decode there);
+the durable log is `raft_storage.FileStorage`.
+
+Driving loop (one thread, nothing else touches the node between `ready()` and `advance()`)::
+
+    node = RaftNode("a", ["a", "b", "c"], storage.load(), random.Random(), RaftConfig())
+    loop:
+        node.tick(now_ms)                      # every few ms (10 ms is fine)
+        node.step(decode(frame))               # for every message received
+        result = node.propose(b"...")          # Proposal(index, term) | NotLeader | Refused
+        rd = node.ready()
+        if rd.snapshot:      storage.save_snapshot(rd.snapshot); fsm.restore(rd.snapshot.data)
+        storage.append(rd.entries, rd.hard_state)   # entries + hard state, ONE fsync
+        send(rd.messages)                           # only after the fsync above
+        for e in rd.committed_entries:              # apply in order
+            if e.kind == EntryKind.DATA: fsm.apply(e.index, e.data)
+        for rs in rd.read_states: serve reads for rs.context once applied >= rs.index
+        node.advance(rd)
+        if applied - node.snapshot_index > threshold:
+            c = node.compact(applied, fsm.snapshot()); storage.save_snapshot(c.snapshot, c)
+
+`storage.append(entries, ...)` must first drop every stored entry whose index is at least
+`entries[0].index` (a follower may replace an uncommitted suffix). A proposal is acknowledged
+to its client when the entry (index, term) returned by `propose` is applied; if another term
+shows up at that index, the proposal was lost and may be retried.
+
+Public interface:
+- `RaftNode(node_id, peers, storage_state, rng, config)`: `peers` is the bootstrap voter set
+  (include `node_id`), used only while the stored state has no configuration; a node that
+  joins an existing cluster passes `[]` and waits to be added.
+- `tick(now_ms)`, `step(message)`, `propose(data)`, `read_index(context)`,
+  `transfer_leadership(to)`, `propose_conf_change(ConfChange(op, node_id))`,
+  `compact(index, data)`, `ready()`, `advance(ready)`, `has_ready()`.
+- Read-only: `id`, `role`, `term`, `leader_id`, `voters`, `commit_index`, `applied_index`,
+  `last_index`, `first_index`, `snapshot_index`, `term_at(index)`, `entries(lo, hi)`.
+
+Protocol features: randomized election timeouts, pre-vote, check-quorum (a leader that does
+not hear from a quorum steps down; followers that heard a leader recently ignore votes, so a
+rejoining node does not depose a healthy leader), batched and pipelined AppendEntries with a
+bounded in-flight window, the current-term commit rule, snapshots with trailing-log
+compaction and InstallSnapshot, single-server membership changes (a config is used as soon
+as it is in the log; one uncommitted change at a time; refused until the leader has
+committed its own no-op, per Ongaro's errata), leadership transfer with TimeoutNow, and
+linearizable reads with ReadIndex.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .raft_messages import (
+    AppendEntries,
+    AppendResponse,
+    Entry,
+    EntryKind,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    SnapshotMeta,
+    TimeoutNow,
+    VoteResponse,
+    decode_voters,
+    encode_voters,
+)
+
+__all__ = [
+    "Compacted",
+    "ConfChange",
+    "Entry",
+    "EntryKind",
+    "HardState",
+    "NotLeader",
+    "Proposal",
+    "RaftConfig",
+    "RaftNode",
+    "ReadState",
+    "Ready",
+    "Refused",
+    "Role",
+    "Snapshot",
+    "SnapshotMeta",
+    "StorageState",
+]
+
+
+class Role(Enum):
+    FOLLOWER = "follower"
+    PRE_CANDIDATE = "pre-candidate"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    """Timings in milliseconds and flow-control limits."""
+
+    election_timeout_min_ms: int = 150
+    election_timeout_max_ms: int = 300
+    heartbeat_ms: int = 50
+    max_entries_per_message: int = 512
+    max_bytes_per_message: int = 1024 * 1024
+    max_inflight: int = 64
+    max_committed_per_ready: int = 4096
+    trailing_entries: int = 1000
+    snapshot_retry_ms: int = 300
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HardState:
+    """What must be durable before any message that depends on it is sent."""
+
+    term: int = 0
+    vote: str | None = None
+    commit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes
+
+
+@dataclass(slots=True)
+class StorageState:
+    """Everything a node recovers from its durable storage at start.
+
+    `entries` are the retained log entries, starting at `offset + 1`; `offset_term` is the term
+    of the entry at `offset` (the last compacted one), or 0 for an empty log.
+    """
+
+    hard_state: HardState = field(default_factory=HardState)
+    snapshot: Snapshot | None = None
+    offset: int = 0
+    offset_term: int = 0
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """Accepted proposal: acknowledged once the entry (index, term) is applied."""
+
+    index: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotLeader:
+    """This node cannot take the request; `leader_id` is its best guess of who can (or None)."""
+
+    leader_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The leader cannot take the request now; `reason` says why. Retry later."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfChange:
+    """Single-server membership change: op is "add" or "remove"."""
+
+    op: str
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A read with this context is linearizable once the state machine has applied `index`."""
+
+    index: int
+    context: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Compacted:
+    """Result of `compact`: persist the snapshot, then drop stored entries up to `offset`."""
+
+    snapshot: Snapshot
+    offset: int
+    offset_term: int
+
+
+@dataclass(slots=True)
+class Ready:
+    """Work for the driver, in this order: persist, send, apply; then call `advance`."""
+
+    messages: list[Message]
+    entries: list[Entry]
+    hard_state: HardState | None
+    snapshot: Snapshot | None
+    committed_entries: list[Entry]
+    read_states: list[ReadState]
+    role: Role
+    leader_id: str | None
+    term: int
+
+
+class _Progress:
+    """Leader's view of one follower."""
+
+    PROBE, REPLICATE, SNAPSHOT = 0, 1, 2
+
+    __slots__ = ("ack_seq", "inflight", "match", "next", "probe_sent", "recent_active", "state")
+
+    def __init__(self, next_index: int) -> None:
+        self.match = 0
+        self.next = next_index
+        self.state = _Progress.PROBE
+        self.probe_sent = 0
+        self.inflight: deque[int] = deque()
+        self.recent_active = False
+        self.ack_seq = 0
+
+    def become_probe(self) -> None:
+        self.state = _Progress.PROBE
+        self.next = self.match + 1
+        self.probe_sent = 0
+        self.inflight.clear()
+
+    def become_replicate(self) -> None:
+        self.state = _Progress.REPLICATE
+        self.next = self.match + 1
+        self.inflight.clear()
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    context: bytes
+    index: int
+    seq: int
+
+
+class RaftNode:
+    """One Raft participant; see the module docstring for how to drive it."""
+
+    def __init__(
+        self,
+        node_id: str,
+        peers: list[str] | tuple[str, ...],
+        storage_state: StorageState | None,
+        rng: random.Random,
+        config: RaftConfig | None = None,
+    ) -> None:
+        state = storage_state or StorageState()
+        self.id = node_id
+        self.cfg = config or RaftConfig()
+        self.rng = rng
+        self.term = state.hard_state.term
+        self.vote = state.hard_state.vote
+        self.role = Role.FOLLOWER
+        self.leader_id: str | None = None
+        self.now = 0
+        self._log: list[Entry] = list(state.entries)
+        self._offset = state.offset
+        self._offset_term = state.offset_term
+        self._snapshot = state.snapshot
+        snap_index = state.snapshot.meta.index if state.snapshot else 0
+        self.commit_index = max(state.hard_state.commit, snap_index)
+        self.commit_index = min(self.commit_index, max(self.last_index, snap_index))
+        self.applied_index = snap_index
+        self._unstable_from = self.last_index + 1
+        self._pending_snapshot: Snapshot | None = None
+        if state.snapshot is not None:
+            self._base_voters: tuple[str, ...] = state.snapshot.meta.voters
+        else:
+            self._base_voters = tuple(sorted(set(peers)))
+        self._config_log: list[tuple[int, tuple[str, ...]]] = [
+            (e.index, decode_voters(e.data)) for e in self._log if e.kind == EntryKind.CONFIG
+        ]
+        self._msgs: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._prev_hard = HardState(self.term, self.vote, self.commit_index)
+        self._progress: dict[str, _Progress] = {}
+        self._votes: dict[str, bool] = {}
+        self._election_deadline = 0
+        self._last_leader_contact = -(10**12)
+        self._heartbeat_due = 0
+        self._quorum_check_due = 0
+        self._transferee: str | None = None
+        self._transfer_deadline = 0
+        self._snapshot_sent_at: dict[str, int] = {}
+        self._hb_seq = 0
+        self._pending_reads: deque[_PendingRead] = deque()
+        self._waiting_reads: list[bytes] = []
+        self._ticked = False
+        self._reset_election_timer()
+
+    # ----- read-only views -------------------------------------------------------------------
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        return self._config_log[-1][1] if self._config_log else self._base_voters
+
+    @property
+    def last_index(self) -> int:
+        return self._log[-1].index if self._log else self._offset
+
+    @property
+    def last_term(self) -> int:
+        return self._log[-1].term if self._log else self._offset_term
+
+    @property
+    def first_index(self) -> int:
+        """Index of the first entry still held in the log."""
+        return self._offset + 1
+
+    @property
+    def snapshot_index(self) -> int:
+        return self._snapshot.meta.index if self._snapshot else 0
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def term_at(self, index: int) -> int | None:
+        """Term of the entry at `index`, or None when it is compacted away or beyond the log."""
+        if index == self._offset:
+            return self._offset_term
+        if index < self._offset or index > self.last_index:
+            return None
+        return self._log[index - self._offset - 1].term
+
+    def entries(self, lo: int, hi: int) -> list[Entry]:
+        """Entries with lo <= index < hi (both clamped to what the log holds)."""
+        lo = max(lo, self._offset + 1)
+        hi = min(hi, self.last_index + 1)
+        if lo >= hi:
+            return []
+        return self._log[lo - self._offset - 1 : hi - self._offset - 1]
+
+    def _quorum(self) -> int:
+        return len(self.voters) // 2 + 1
+
+    # ----- inputs ------------------------------------------------------------------------------
+
+    def tick(self, now_ms: int) -> None:
+        """Advance time; fires election, heartbeat, check-quorum and transfer timers."""
+        if not self._ticked:
+            self._ticked = True
+            self.now = now_ms
+            self._reset_election_timer()
+            return
+        self.now = max(self.now, now_ms)
+        if self.role == Role.LEADER:
+            self._tick_leader()
+        elif self.now >= self._election_deadline:
+            if self.id in self.voters:
+                self._campaign(pre_vote=self.cfg.pre_vote, transfer=False)
+            else:
+                self._reset_election_timer()
+
+    def _tick_leader(self) -> None:
+        if self._transferee is not None and self.now >= self._transfer_deadline:
+            self._transferee = None
+        if self.cfg.check_quorum and self.now >= self._quorum_check_due:
+            self._quorum_check_due = self.now + self.cfg.election_timeout_min_ms
+            active = sum(
+                1
+                for v in self.voters
+                if v == self.id or (v in self._progress and self._progress[v].recent_active)
+            )
+            for pr in self._progress.values():
+                pr.recent_active = False
+            if active < self._quorum():
+                self._become_follower(self.term, None)
+                return
+        if self.now >= self._heartbeat_due:
+            self._heartbeat_due = self.now + self.cfg.heartbeat_ms
+            self._broadcast_heartbeat()
+            for peer, pr in self._progress.items():
+                if pr.state == _Progress.PROBE:
+                    pr.probe_sent = 0
+                elif pr.state == _Progress.SNAPSHOT:
+                    sent = self._snapshot_sent_at.get(peer, 0)
+                    if self.now - sent >= self.cfg.snapshot_retry_ms:
+                        pr.become_probe()
+
+    def step(self, msg: Message) -> None:
+        """Handle one received message (already decoded). Messages not for us are ignored."""
+        if msg.dst != self.id or msg.src == self.id:
+            return
+        if msg.term > self.term:
+            if isinstance(msg, RequestVote):
+                in_lease = (
+                    self.cfg.check_quorum
+                    and self.leader_id is not None
+                    and self.now - self._last_leader_contact < self.cfg.election_timeout_min_ms
+                )
+                if self.role == Role.LEADER and self.cfg.check_quorum:
+                    in_lease = True
+                if in_lease and not msg.transfer:
+                    return
+                if not msg.pre_vote:
+                    self._become_follower(msg.term, None)
+            elif isinstance(msg, VoteResponse) and msg.pre_vote and msg.granted:
+                pass
+            elif isinstance(msg, (AppendEntries, Heartbeat, InstallSnapshot)):
+                self._become_follower(msg.term, msg.src)
+            else:
+                self._become_follower(msg.term, None)
+        elif msg.term < self.term:
+            if isinstance(msg, (AppendEntries, Heartbeat)):
+                # A stale leader learns our term and steps down (needed with check-quorum).
+                self._send(AppendResponse(self.term, self.id, msg.src, False, 0, 0))
+            elif isinstance(msg, RequestVote) and msg.pre_vote:
+                self._send(VoteResponse(self.term, self.id, msg.src, False, True))
+            return
+        if isinstance(msg, RequestVote):
+            self._on_request_vote(msg)
+        elif isinstance(msg, VoteResponse):
+            self._on_vote_response(msg)
+        elif isinstance(msg, AppendEntries):
+            self._on_append(msg)
+        elif isinstance(msg, AppendResponse):
+            self._on_append_response(msg)
+        elif isinstance(msg, Heartbeat):
+            self._on_heartbeat(msg)
+        elif isinstance(msg, HeartbeatResponse):
+            self._on_heartbeat_response(msg)
+        elif isinstance(msg, InstallSnapshot):
+            self._on_snapshot(msg)
+        elif isinstance(msg, TimeoutNow) and self.id in self.voters and self.role != Role.LEADER:
+            self._campaign(pre_vote=False, transfer=True)
+
+    def propose(self, data: bytes) -> Proposal | NotLeader | Refused:
+        """Append application data to the log (leader only)."""
+        if self.role != Role.LEADER:
+            return NotLeader(self.leader_id)
+        if self._transferee is not None:
+            return Refused(f"leadership is being transferred to {self._transferee}")
+        entry = self._append_local(EntryKind.DATA, bytes(data))
+        return Proposal(entry.index, entry.term)
+
+    def propose_conf_change(self, change: ConfChange) -> Proposal | NotLeader | Refused:
+        """Add or remove one voter. Refused while another change is uncommitted or before the
+        leader has committed an entry of its own term (Ongaro's single-server errata)."""
+        if self.role != Role.LEADER:
+            return NotLeader(self.leader_id)
+        if change.op not in ("add", "remove"):
+            return Refused(f"unknown membership operation {change.op!r}: use add or remove")
+        if self._transferee is not None:
+            return Refused("leadership transfer in progress")
+        if self.term_at(self.commit_index) != self.term:
+            return Refused("leader has not committed an entry of its term yet")
+        if self._config_log and self._config_log[-1][0] > self.commit_index:
+            return Refused("another membership change is not committed yet")
+        voters = set(self.voters)
+        if change.op == "add":
+            if change.node_id in voters:
+                return Refused(f"{change.node_id} is already a voter")
+            voters.add(change.node_id)
+        else:
+            if change.node_id not in voters:
+                return Refused(f"{change.node_id} is not a voter")
+            if len(voters) == 1:
+                return Refused("cannot remove the last voter")
+            voters.discard(change.node_id)
+        entry = self._append_local(EntryKind.CONFIG, encode_voters(tuple(sorted(voters))))
+        return Proposal(entry.index, entry.term)
+
+    def read_index(self, context: bytes) -> NotLeader | None:
+        """Ask for a linearizable read point; the answer comes as a ReadState in `ready()`."""
+        if self.role != Role.LEADER:
+            return NotLeader(self.leader_id)
+        if self.term_at(self.commit_index) != self.term:
+            self._waiting_reads.append(context)
+            return None
+        self._start_read(context)
+        return None
+
+    def transfer_leadership(self, to: str) -> NotLeader | Refused | None:
+        """Hand leadership to `to` (graceful leave): catch it up, then send TimeoutNow."""
+        if self.role != Role.LEADER:
+            return NotLeader(self.leader_id)
+        if to == self.id:
+            return Refused("already the leader")
+        if to not in self.voters or to not in self._progress:
+            return Refused(f"{to} is not a voter")
+        self._transferee = to
+        self._transfer_deadline = self.now + self.cfg.election_timeout_max_ms
+        pr = self._progress[to]
+        if pr.match == self.last_index:
+            self._send(TimeoutNow(self.term, self.id, to))
+        else:
+            self._send_append(to, allow_empty=True)
+        return None
+
+    def compact(self, index: int, data: bytes) -> Compacted:
+        """Record a state-machine snapshot taken at `index` (<= applied) and drop old entries,
+        keeping `trailing_entries` so slow followers can still catch up from the log."""
+        if index > self.applied_index:
+            raise ValueError(f"cannot snapshot index {index} beyond applied {self.applied_index}")
+        term = self.term_at(index)
+        if term is None:
+            if self._snapshot is not None and index == self._snapshot.meta.index:
+                term = self._snapshot.meta.term
+            else:
+                raise ValueError(f"index {index} is no longer in the log")
+        snap = Snapshot(SnapshotMeta(index, term, self._voters_at(index)), bytes(data))
+        if self._snapshot is None or index > self._snapshot.meta.index:
+            self._snapshot = snap
+        cut = max(self._offset, min(index - self.cfg.trailing_entries, self._unstable_from - 1))
+        self._truncate_prefix(cut)
+        return Compacted(self._snapshot, self._offset, self._offset_term)
+
+    # ----- outputs -------------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        return bool(
+            self._msgs
+            or self._read_states
+            or self._unstable_from <= self.last_index
+            or self._pending_snapshot is not None
+            or self.commit_index > self.applied_index
+            or self._hard_state() != self._prev_hard
+            or (self.role == Role.LEADER and self._has_appends_to_send())
+        )
+
+    def ready(self) -> Ready:
+        """Collect what must be persisted, sent and applied since the last `advance`."""
+        if self.role == Role.LEADER:
+            for peer in list(self._progress):
+                self._send_append(peer, allow_empty=False)
+        hard = self._hard_state()
+        apply_from = self.applied_index + 1
+        if self._pending_snapshot is not None:
+            apply_from = self._pending_snapshot.meta.index + 1
+        apply_to = min(self.commit_index, apply_from + self.cfg.max_committed_per_ready - 1)
+        rd = Ready(
+            messages=self._msgs,
+            entries=self.entries(self._unstable_from, self.last_index + 1),
+            hard_state=hard if hard != self._prev_hard else None,
+            snapshot=self._pending_snapshot,
+            committed_entries=self.entries(apply_from, apply_to + 1),
+            read_states=self._read_states,
+            role=self.role,
+            leader_id=self.leader_id,
+            term=self.term,
+        )
+        self._msgs = []
+        self._read_states = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver has persisted, sent and applied everything in `rd`."""
+        if rd.entries:
+            self._unstable_from = max(self._unstable_from, rd.entries[-1].index + 1)
+        if rd.snapshot is not None:
+            self.applied_index = max(self.applied_index, rd.snapshot.meta.index)
+            self._pending_snapshot = None
+        if rd.committed_entries:
+            self.applied_index = max(self.applied_index, rd.committed_entries[-1].index)
+        if rd.hard_state is not None:
+            self._prev_hard = rd.hard_state
+        removed = self.role == Role.LEADER and self.id not in self.voters
+        if removed and self._config_log and self._config_log[-1][0] <= self.commit_index:
+            # A removed leader steps down once the change is committed.
+            self._become_follower(self.term, None)
+
+    def _hard_state(self) -> HardState:
+        return HardState(self.term, self.vote, self.commit_index)
+
+    # ----- elections -----------------------------------------------------------------------------
+
+    def _reset_election_timer(self) -> None:
+        timeout = self.rng.randint(
+            self.cfg.election_timeout_min_ms, self.cfg.election_timeout_max_ms
+        )
+        self._election_deadline = self.now + timeout
+
+    def _become_follower(self, term: int, leader: str | None) -> None:
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        if leader is not None:
+            self._last_leader_contact = self.now
+        self._progress = {}
+        self._transferee = None
+        self._pending_reads.clear()
+        self._waiting_reads.clear()
+        self._reset_election_timer()
+
+    def _campaign(self, pre_vote: bool, transfer: bool) -> None:
+        self._reset_election_timer()
+        if pre_vote:
+            self.role = Role.PRE_CANDIDATE
+            self.leader_id = None
+            vote_term = self.term + 1
+        else:
+            self.role = Role.CANDIDATE
+            self.term += 1
+            self.vote = self.id
+            self.leader_id = None
+            vote_term = self.term
+        self._votes = {self.id: True}
+        if self._tally() >= self._quorum():
+            self._on_election_won(pre_vote)
+            return
+        for peer in self.voters:
+            if peer != self.id:
+                self._send(
+                    RequestVote(
+                        vote_term,
+                        self.id,
+                        peer,
+                        self.last_index,
+                        self.last_term,
+                        pre_vote,
+                        transfer,
+                    )
+                )
+
+    def _tally(self) -> int:
+        return sum(1 for v in self.voters if self._votes.get(v) is True)
+
+    def _on_election_won(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self._campaign(pre_vote=False, transfer=False)
+        else:
+            self._become_leader()
+
+    def _on_request_vote(self, msg: RequestVote) -> None:
+        can_vote = (
+            self.vote == msg.src
+            or (self.vote is None and self.leader_id is None)
+            or (msg.pre_vote and msg.term > self.term)
+        )
+        up_to_date = (msg.last_term, msg.last_index) >= (self.last_term, self.last_index)
+        if can_vote and up_to_date:
+            self._send(VoteResponse(msg.term, self.id, msg.src, True, msg.pre_vote))
+            if not msg.pre_vote:
+                self.vote = msg.src
+                self._reset_election_timer()
+        else:
+            self._send(VoteResponse(self.term, self.id, msg.src, False, msg.pre_vote))
+
+    def _on_vote_response(self, msg: VoteResponse) -> None:
+        expect = Role.PRE_CANDIDATE if msg.pre_vote else Role.CANDIDATE
+        if self.role != expect:
+            return
+        self._votes.setdefault(msg.src, msg.granted)
+        granted = self._tally()
+        rejected = sum(1 for v in self.voters if self._votes.get(v) is False)
+        if granted >= self._quorum():
+            self._on_election_won(msg.pre_vote)
+        elif rejected >= len(self.voters) - self._quorum() + 1:
+            self._become_follower(self.term, None)
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self._transferee = None
+        self._progress = {
+            peer: _Progress(self.last_index + 1) for peer in self.voters if peer != self.id
+        }
+        self._heartbeat_due = self.now
+        self._quorum_check_due = self.now + self.cfg.election_timeout_min_ms
+        self._pending_reads.clear()
+        self._append_local(EntryKind.NOOP, b"")
+        self._broadcast_heartbeat()
+        self._heartbeat_due = self.now + self.cfg.heartbeat_ms
+
+    # ----- replication: leader side -------------------------------------------------------------
+
+    def _append_local(self, kind: EntryKind, data: bytes) -> Entry:
+        entry = Entry(self.last_index + 1, self.term, kind, data)
+        self._log.append(entry)
+        if kind == EntryKind.CONFIG:
+            self._config_log.append((entry.index, decode_voters(data)))
+            self._sync_progress_with_config()
+        self._maybe_commit()
+        return entry
+
+    def _sync_progress_with_config(self) -> None:
+        if self.role != Role.LEADER:
+            return
+        voters = set(self.voters)
+        for peer in list(self._progress):
+            if peer not in voters:
+                del self._progress[peer]
+        for peer in voters:
+            if peer != self.id and peer not in self._progress:
+                self._progress[peer] = _Progress(self.last_index + 1)
+                self._progress[peer].recent_active = True
+
+    def _has_appends_to_send(self) -> bool:
+        for pr in self._progress.values():
+            if pr.state == _Progress.REPLICATE:
+                if pr.next <= self.last_index and len(pr.inflight) < self.cfg.max_inflight:
+                    return True
+            elif pr.state == _Progress.PROBE and not pr.probe_sent:
+                return True
+        return False
+
+    def _send_append(self, peer: str, allow_empty: bool) -> None:
+        pr = self._progress.get(peer)
+        if pr is None:
+            return
+        while True:
+            if pr.state == _Progress.SNAPSHOT:
+                return
+            if pr.state == _Progress.PROBE and pr.probe_sent:
+                return
+            if pr.state == _Progress.REPLICATE and len(pr.inflight) >= self.cfg.max_inflight:
+                return
+            if pr.next > self.last_index and not allow_empty:
+                return
+            prev = pr.next - 1
+            prev_term = self.term_at(prev)
+            if prev_term is None:
+                self._send_snapshot(peer, pr)
+                return
+            batch = self._batch(pr.next)
+            commit = self.commit_index
+            self._send(AppendEntries(self.term, self.id, peer, prev, prev_term, commit, batch))
+            allow_empty = False
+            if pr.state == _Progress.PROBE:
+                pr.probe_sent = 1
+                return
+            if batch:
+                pr.next = batch[-1].index + 1
+                pr.inflight.append(batch[-1].index)
+            else:
+                return
+
+    def _batch(self, start: int) -> tuple[Entry, ...]:
+        out = []
+        size = 0
+        for entry in self.entries(start, start + self.cfg.max_entries_per_message):
+            size += len(entry.data) + 32
+            if out and size > self.cfg.max_bytes_per_message:
+                break
+            out.append(entry)
+        return tuple(out)
+
+    def _send_snapshot(self, peer: str, pr: _Progress) -> None:
+        if self._snapshot is None:
+            return
+        pr.state = _Progress.SNAPSHOT
+        pr.inflight.clear()
+        self._snapshot_sent_at[peer] = self.now
+        snap = self._snapshot
+        self._send(InstallSnapshot(self.term, self.id, peer, snap.meta, snap.data))
+
+    def _on_append_response(self, msg: AppendResponse) -> None:
+        if self.role != Role.LEADER:
+            return
+        pr = self._progress.get(msg.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        if msg.success:
+            if msg.index > pr.match:
+                pr.match = msg.index
+                if pr.state != _Progress.REPLICATE:
+                    pr.become_replicate()
+                while pr.inflight and pr.inflight[0] <= msg.index:
+                    pr.inflight.popleft()
+                pr.next = max(pr.next, pr.match + 1)
+                self._maybe_commit()
+                if msg.src == self._transferee and pr.match == self.last_index:
+                    self._send(TimeoutNow(self.term, self.id, msg.src))
+            elif pr.state == _Progress.PROBE:
+                pr.probe_sent = 0
+            elif pr.state == _Progress.SNAPSHOT and msg.index >= pr.match:
+                pr.become_replicate()
+        else:
+            if pr.state == _Progress.REPLICATE:
+                if msg.index <= pr.match:
+                    return
+                pr.become_probe()
+                pr.next = max(pr.match + 1, min(msg.index, msg.hint + 1))
+            elif pr.state == _Progress.PROBE:
+                if msg.index != pr.next - 1:
+                    return
+                pr.next = max(pr.match + 1, min(msg.index, msg.hint + 1))
+                pr.probe_sent = 0
+            else:
+                return
+        self._send_append(msg.src, allow_empty=False)
+
+    def _maybe_commit(self) -> None:
+        if self.role != Role.LEADER:
+            return
+        matches = []
+        for voter in self.voters:
+            if voter == self.id:
+                matches.append(self.last_index)
+            elif voter in self._progress:
+                matches.append(self._progress[voter].match)
+            else:
+                matches.append(0)
+        matches.sort(reverse=True)
+        candidate = matches[self._quorum() - 1]
+        if candidate > self.commit_index and self.term_at(candidate) == self.term:
+            first_commit_of_term = self.term_at(self.commit_index) != self.term
+            self.commit_index = candidate
+            if first_commit_of_term:
+                waiting, self._waiting_reads = self._waiting_reads, []
+                for context in waiting:
+                    self._start_read(context)
+
+    def _broadcast_heartbeat(self, seq: int = 0) -> None:
+        for peer, pr in self._progress.items():
+            commit = min(pr.match, self.commit_index)
+            self._send(Heartbeat(self.term, self.id, peer, commit, seq))
+
+    def _on_heartbeat_response(self, msg: HeartbeatResponse) -> None:
+        if self.role != Role.LEADER:
+            return
+        pr = self._progress.get(msg.src)
+        if pr is None:
+            return
+        pr.recent_active = True
+        pr.ack_seq = max(pr.ack_seq, msg.seq)
+        if pr.state == _Progress.REPLICATE and len(pr.inflight) >= self.cfg.max_inflight:
+            pr.inflight.popleft()
+        if pr.match < self.last_index:
+            self._send_append(msg.src, allow_empty=pr.state == _Progress.REPLICATE)
+        self._release_reads()
+
+    # ----- linearizable reads -------------------------------------------------------------------
+
+    def _start_read(self, context: bytes) -> None:
+        if len(self.voters) == 1 and self.voters[0] == self.id:
+            self._read_states.append(ReadState(self.commit_index, context))
+            return
+        self._hb_seq += 1
+        self._pending_reads.append(_PendingRead(context, self.commit_index, self._hb_seq))
+        self._broadcast_heartbeat(self._hb_seq)
+
+    def _release_reads(self) -> None:
+        while self._pending_reads:
+            read = self._pending_reads[0]
+            acks = sum(
+                1
+                for v in self.voters
+                if v == self.id or (v in self._progress and self._progress[v].ack_seq >= read.seq)
+            )
+            if acks < self._quorum():
+                return
+            self._pending_reads.popleft()
+            self._read_states.append(ReadState(read.index, read.context))
+
+    # ----- replication: follower side -----------------------------------------------------------
+
+    def _heard_from_leader(self, leader: str) -> None:
+        self.leader_id = leader
+        self._last_leader_contact = self.now
+        if self.role != Role.FOLLOWER:
+            self._become_follower(self.term, leader)
+        self._reset_election_timer()
+
+    def _on_append(self, msg: AppendEntries) -> None:
+        self._heard_from_leader(msg.src)
+        prev, prev_term, entries = msg.prev_index, msg.prev_term, msg.entries
+        if prev < self.commit_index:
+            # Our log up to commit matches the leader's: skip the part we already hold.
+            entries = tuple(e for e in entries if e.index > self.commit_index)
+            prev = self.commit_index
+            prev_term = self.term_at(prev)
+        if self.term_at(prev) != prev_term:
+            hint = self._conflict_hint(min(prev, self.last_index), prev_term)
+            self._send(AppendResponse(self.term, self.id, msg.src, False, prev, hint))
+            return
+        for entry in entries:
+            existing = self.term_at(entry.index)
+            if existing == entry.term:
+                continue
+            if existing is not None:
+                self._truncate_suffix(entry.index)
+            self._log.append(entry)
+            if entry.kind == EntryKind.CONFIG:
+                self._config_log.append((entry.index, decode_voters(entry.data)))
+        last_new = prev + len(entries)
+        self.commit_index = max(self.commit_index, min(msg.commit, last_new))
+        self._send(AppendResponse(self.term, self.id, msg.src, True, last_new))
+
+    def _conflict_hint(self, index: int, term: int) -> int:
+        """Largest index <= `index` whose term is <= `term` (lets the leader skip a whole term)."""
+        while index > self._offset:
+            entry_term = self.term_at(index)
+            if entry_term is not None and entry_term <= term:
+                return index
+            index -= 1
+        return self._offset
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        self._heard_from_leader(msg.src)
+        if msg.commit > self.commit_index:
+            self.commit_index = min(msg.commit, self.last_index)
+        self._send(HeartbeatResponse(self.term, self.id, msg.src, msg.seq))
+
+    def _on_snapshot(self, msg: InstallSnapshot) -> None:
+        self._heard_from_leader(msg.src)
+        meta = msg.meta
+        if meta.index <= self.commit_index:
+            self._send(AppendResponse(self.term, self.id, msg.src, True, self.commit_index))
+            return
+        if self.term_at(meta.index) == meta.term:
+            self.commit_index = meta.index
+            self._truncate_prefix(meta.index)
+        else:
+            self._log = []
+            self._offset = meta.index
+            self._offset_term = meta.term
+            self._config_log = []
+            self.commit_index = meta.index
+        self._base_voters = meta.voters
+        self._unstable_from = meta.index + 1
+        snap = Snapshot(meta, msg.data)
+        self._snapshot = snap
+        self._pending_snapshot = snap
+        self._send(AppendResponse(self.term, self.id, msg.src, True, meta.index))
+
+    # ----- log surgery ---------------------------------------------------------------------------
+
+    def _truncate_suffix(self, from_index: int) -> None:
+        """Drop entries >= from_index (never committed ones) and forget their configs."""
+        if from_index <= self.commit_index:
+            raise AssertionError(f"{self.id}: refusing to truncate committed index {from_index}")
+        del self._log[from_index - self._offset - 1 :]
+        while self._config_log and self._config_log[-1][0] >= from_index:
+            self._config_log.pop()
+        self._unstable_from = min(self._unstable_from, from_index)
+
+    def _truncate_prefix(self, upto: int) -> None:
+        """Drop entries <= upto; the newest dropped config becomes the base config."""
+        if upto <= self._offset:
+            return
+        self._offset_term = self.term_at(upto) or self._offset_term
+        del self._log[: upto - self._offset]
+        self._offset = upto
+        while len(self._config_log) > 1 and self._config_log[1][0] <= upto:
+            self._config_log.pop(0)
+        if self._config_log and self._config_log[0][0] <= upto:
+            self._base_voters = self._config_log.pop(0)[1]
+
+    def _voters_at(self, index: int) -> tuple[str, ...]:
+        voters = self._base_voters
+        for cfg_index, cfg_voters in self._config_log:
+            if cfg_index <= index:
+                voters = cfg_voters
+        return voters
+
+    def _send(self, msg: Message) -> None:
+        self._msgs.append(msg)
