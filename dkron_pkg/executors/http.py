@@ -201,8 +201,24 @@ def _ssl_context(
 
 def ssl_context_for(cfg: HttpConfig) -> ssl.SSLContext:
     """The TLS settings of the job as an SSLContext; OSError/SSLError when files are bad."""
+    for path in (cfg.cert_file, cfg.key_file, cfg.ca_file):
+        try:
+            if path:
+                open(path, "rb").close()
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise TlsFilesError(f"http: cannot load TLS file {path}: {reason}") from None
     stamp = (_mtime(cfg.cert_file), _mtime(cfg.key_file), _mtime(cfg.ca_file))
-    return _ssl_context(cfg.no_verify, cfg.cert_file, cfg.key_file, cfg.ca_file, stamp)
+    try:
+        return _ssl_context(cfg.no_verify, cfg.cert_file, cfg.key_file, cfg.ca_file, stamp)
+    except ssl.SSLError as exc:
+        raise TlsFilesError(f"http: cannot load TLS files: {exc}") from None
+    except OSError as exc:
+        raise TlsFilesError(f"http: cannot load TLS files: {exc}") from None
+
+
+class TlsFilesError(Exception):
+    """A certificate, key or CA file of the job cannot be read or parsed."""
 
 
 class _Abort:
@@ -345,6 +361,8 @@ class HttpExecutor:
                     method, body = _redirect(method, body, resp.status)
                     continue
                 return None, resp.status, self._read_body(cfg, resp, emit)
+        except TlsFilesError as exc:
+            return str(exc), None, False
         except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
             if abort.reason is not None:
                 return None, None, False
