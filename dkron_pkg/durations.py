@@ -21,7 +21,7 @@ def parse_duration(text: str) -> float:
     """Return the duration in seconds; raise ValueError naming the text when it is not Go syntax."""
     s = text.strip()
     if not s:
-        raise ValueError("invalid duration \"\": empty")
+        raise ValueError('invalid duration "": empty')
     sign = 1.0
     if s[0] in "+-":
         sign = -1.0 if s[0] == "-" else 1.0
@@ -32,7 +32,9 @@ def parse_duration(text: str) -> float:
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
-            raise ValueError(f'invalid duration "{text}": expected a number and a unit (ns, us, ms, s, m, h)')
+            raise ValueError(
+                f'invalid duration "{text}": expected a number and a unit (ns, us, ms, s, m, h)'
+            )
         total += float(m.group(1)) * _UNITS[m.group(2)]
         pos = m.end()
     if pos == 0:

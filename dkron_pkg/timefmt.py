@@ -50,4 +50,4 @@ def ns_to_datetime(ns: int) -> datetime:
 
 def datetime_to_ns(dt: datetime) -> int:
     """Aware datetime to Unix nanoseconds."""
-    return int(round(dt.timestamp() * 1e6)) * 1000
+    return round(dt.timestamp() * 1e6) * 1000

@@ -1,0 +1,607 @@
+"""The agent: the driver that owns threads, sockets, the clock and wires the cores together.
+
+One process per node. It opens the store, settles what a previous run of this node left open,
+arms the scheduler core, serves the API and runs the scheduling loop. Every change goes through
+the committer (group commit into the store), so a write acknowledged with a 2xx is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any
+
+from dkron_pkg import __version__
+from dkron_pkg.dispatch import TargetError, select_targets
+from dkron_pkg.durations import parse_duration
+from dkron_pkg.httpd import make_server
+from dkron_pkg.runner import Runner
+from dkron_pkg.scheduler import Launch, SchedulerCore
+from dkron_pkg.store import Result, Store
+from dkron_pkg.timefmt import format_rfc3339
+
+log = logging.getLogger("dkron.agent")
+
+GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
+DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Committer:
+    """Group commit: callers queue commands; one thread applies whatever is queued as a batch."""
+
+    def __init__(self, apply_batch: Callable[[list[dict]], list[Result]]):
+        self._apply_batch = apply_batch
+        self._queue: queue.Queue[tuple[list[dict], Future] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
+        self._thread.start()
+
+    def submit(self, commands: list[dict]) -> list[Result]:
+        """Apply commands (durably) and return their results; blocks until committed."""
+        return self.submit_async(commands).result()
+
+    def submit_async(self, commands: list[dict]) -> Future:
+        fut: Future = Future()
+        self._queue.put((commands, fut))
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < 1000:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)
+                    break
+                batch.append(nxt)
+            commands = [c for cmds, _ in batch for c in cmds]
+            try:
+                results = self._apply_batch(commands)
+            except Exception as e:  # disk full, I/O error: fail the callers, keep running
+                log.exception("commit failed")
+                for _, fut in batch:
+                    fut.set_exception(e)
+                continue
+            pos = 0
+            for cmds, fut in batch:
+                fut.set_result(results[pos : pos + len(cmds)])
+                pos += len(cmds)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+
+def _split_host_port(addr: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep:
+        return addr or "0.0.0.0", default_port
+    return (host.strip("[]") or "0.0.0.0"), int(port or default_port)
+
+
+class Agent:
+    """A single node: store, scheduler, runner and API (clustering plugs in here)."""
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.node_name: str = config.node_name or socket.gethostname()
+        self.paused = False
+        self.rng = random.Random()
+        self._apply_config(config)
+        self.data_dir = os.path.abspath(config.data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._lock_handle = _lock_data_dir(self.data_dir)
+        self.store = Store(
+            os.path.join(self.data_dir, "state.db"), int(config.executions_per_job or 100)
+        )
+        self.core = SchedulerCore()
+        self.runner = Runner(self.node_name, self._on_started, self._on_finished)
+        self.committer = Committer(self.store.apply_batch)
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._timers: set[threading.Timer] = set()
+        self._timers_lock = threading.Lock()
+        self._http = None
+        self._threads: list[threading.Thread] = []
+        self.started_at = time.time()
+        self.leave_requested = threading.Event()
+
+    def _apply_config(self, config: Any) -> None:
+        self.config = config
+        self.api_token = getattr(config, "api_token", "") or ""
+        self.max_body_bytes = int(getattr(config, "max_body_bytes", 1 << 20) or (1 << 20))
+        self.ui_enabled = bool(getattr(config, "ui", True))
+        self.region = getattr(config, "region", "global") or "global"
+        self.shutdown_timeout = parse_duration(getattr(config, "shutdown_timeout", "60s") or "60s")
+
+    # ----- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._recover()
+        with self._cond:
+            for job in self.store.list_jobs():
+                self.core.upsert(job)
+        host, port = _split_host_port(self.config.http_addr, 8080)
+        self._http = make_server(host, port, self)
+        self.http_port = self._http.server_address[1]
+        for target, name in ((self._http.serve_forever, "http"), (self._schedule_loop, "sched")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info(
+            "agent %s started: API on http://%s:%d, data in %s, %d jobs",
+            self.node_name,
+            host,
+            self.http_port,
+            self.data_dir,
+            len(self.store.job_names()),
+        )
+
+    def _recover(self) -> None:
+        """Settle what a previous process left open: no run stays "running" forever."""
+        now_ns = time.time_ns()
+        results = self.store.apply_batch(
+            [
+                {
+                    "op": "abandon_running",
+                    "node": self.node_name,
+                    "now_ns": now_ns,
+                    "reason": "agent stopped while this execution was running (node restarted)",
+                }
+            ]
+        )
+        follow_ups = results[0].follow_ups
+        retried = {f["group"] for f in follow_ups if f["action"] == "retry"}
+        self._handle_follow_ups(follow_ups)
+        for intent in self.store.open_intents():
+            if intent["group"] in retried:
+                continue
+            job = self.store.get_job(intent["job_name"])
+            executions = [
+                e
+                for e in self.store.executions(intent["job_name"])
+                if e["group"] == intent["group"]
+            ]
+            if job is None:
+                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
+                continue
+            if executions:
+                last = max(executions, key=lambda e: e.get("attempt", 1))
+                if not last["success"] and last.get("attempt", 1) < job.get("retries", 0) + 1:
+                    self._start_run(job, intent["group"], last["attempt"] + 1, None)
+                    continue
+                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
+                continue
+            if job.get("missed_runs", "skip") == "skip" and intent["cause"] in (
+                "schedule",
+                "catchup",
+            ):
+                log.info("missed launch of %s settled as skipped", job["name"])
+                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
+            else:
+                log.info("launch of %s interrupted by a restart: running it now", job["name"])
+                self._start_run(job, intent["group"], intent.get("attempt", 1), None)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop scheduling, let running jobs finish (up to shutdown_timeout), then exit."""
+        if self._stopping.is_set():
+            self._stopped.wait(timeout=self.shutdown_timeout + 10)
+            return
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        with self._timers_lock:
+            for timer in self._timers:
+                timer.cancel()
+        if graceful and self.runner.running_count():
+            log.info(
+                "waiting up to %.0fs for %d running jobs",
+                self.shutdown_timeout,
+                self.runner.running_count(),
+            )
+            if not self.runner.wait_idle(self.shutdown_timeout):
+                log.warning("shutdown timeout: stopping the jobs still running")
+                self.runner.stop_all()
+                self.runner.wait_idle(10)
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        self.committer.close()
+        self.store.close()
+        _unlock_data_dir(self._lock_handle)
+        self._stopped.set()
+        log.info("agent %s stopped", self.node_name)
+
+    def request_leave(self) -> None:
+        self.leave_requested.set()
+        threading.Thread(target=self.stop, name="leave", daemon=True).start()
+
+    def reload(self, config: Any) -> None:
+        """SIGHUP: apply the new configuration (token, tags, limits, notifications)."""
+        self._apply_config(config)
+        log.info("configuration reloaded from %s", getattr(config, "config_file", "") or "flags")
+
+    # ----- scheduling ----------------------------------------------------------------------
+
+    def _schedule_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._cond:
+                nxt = self.core.next_wakeup()
+                now = utcnow()
+                if nxt is None or nxt > now:
+                    wait = 60.0 if nxt is None else min(60.0, (nxt - now).total_seconds())
+                    self._cond.wait(timeout=max(wait, 0.0005))
+                    continue
+                launches = self.core.due(now)
+            if launches:
+                try:
+                    self._launch(launches)
+                except Exception:
+                    log.exception("launching %d runs failed", len(launches))
+
+    def _launch(self, launches: list[Launch]) -> None:
+        now_ns = time.time_ns()
+        commands = []
+        for i, launch in enumerate(launches):
+            scheduled_ns = int(launch.scheduled.timestamp()) * 1_000_000_000
+            commands.append(
+                {
+                    "op": "launch",
+                    "name": launch.job_name,
+                    "scheduled_ns": scheduled_ns,
+                    "group": now_ns + i,
+                    "cause": launch.cause,
+                    "now_ns": max(now_ns, scheduled_ns),
+                }
+            )
+        results = self.committer.submit(commands)
+        for cmd, result in zip(commands, results, strict=True):
+            if result.ok:
+                self._dispatch(cmd["name"], cmd["group"], 1, cmd["scheduled_ns"])
+            else:
+                log.info("launch of %s skipped: %s", cmd["name"], result.error)
+
+    def _dispatch(self, name: str, group: int, attempt: int, scheduled_ns: int | None) -> bool:
+        job = self.store.get_job(name)
+        if job is None:
+            self.committer.submit_async([{"op": "close_intent", "group": group}])
+            return False
+        try:
+            targets = select_targets(name, job.get("tags"), self.members(), self.region, self.rng)
+        except TargetError as e:
+            log.warning("%s", e)
+            self.committer.submit_async([{"op": "close_intent", "group": group}])
+            return False
+        for target in targets:
+            if target["Name"] == self.node_name:
+                self._start_run(job, group, attempt, scheduled_ns)
+        return True
+
+    def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
+        log.info("launch job=%s group=%d attempt=%d", job["name"], group, attempt)
+        self.runner.start(job, group, attempt, scheduled_ns)
+
+    def _on_started(self, execution: dict) -> None:
+        self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+
+    def _on_finished(self, job: dict, execution: dict, stopped: bool) -> None:
+        execution = self._process(job, execution)
+        fut = self.committer.submit_async(
+            [{"op": "execution_done", "execution": execution, "no_retry": stopped}]
+        )
+        fut.add_done_callback(lambda f: self._after_done(job, execution, f))
+
+    def _process(self, job: dict, execution: dict) -> dict:
+        """Run the job's processors on the finished execution (never losing the record)."""
+        if not job.get("processors"):
+            return execution
+        try:
+            from dkron_pkg.processors import apply_processors
+
+            return apply_processors(job, execution, self.node_name)
+        except Exception:
+            log.exception("processors failed for %s", job["name"])
+            return execution
+
+    def _after_done(self, job: dict, execution: dict, fut: Future) -> None:
+        try:
+            results = fut.result()
+        except Exception:  # noqa: BLE001 - the committer already logged the failure
+            return
+        log.info(
+            "finish job=%s execution=%s success=%s",
+            job["name"],
+            execution["id"],
+            execution["success"],
+        )
+        self._handle_follow_ups(results[0].follow_ups)
+
+    def _handle_follow_ups(self, follow_ups: list[dict]) -> None:
+        for f in follow_ups:
+            action = f["action"]
+            if action == "retry":
+                self._schedule_retry(f)
+            elif action == "run_dependent":
+                self._run_cause(f["job_name"], "dependent")
+            elif action == "delete_ephemeral":
+                self.delete_job(f["job_name"])
+
+    def _schedule_retry(self, f: dict) -> None:
+        def fire() -> None:
+            with self._timers_lock:
+                self._timers.discard(timer)
+            if self._stopping.is_set():
+                return
+            job = self.store.get_job(f["job_name"])
+            if job is None:
+                return
+            log.info("retry job=%s attempt=%d", f["job_name"], f["attempt"])
+            self._start_run(job, f["group"], f["attempt"], None)
+
+        timer = threading.Timer(f["delay"], fire)
+        timer.daemon = True
+        with self._timers_lock:
+            self._timers.add(timer)
+        timer.start()
+
+    def _run_cause(self, name: str, cause: str) -> Result:
+        now_ns = time.time_ns()
+        cmd = {
+            "op": "launch",
+            "name": name,
+            "scheduled_ns": now_ns,
+            "group": now_ns,
+            "cause": cause,
+            "now_ns": now_ns,
+        }
+        result = self.committer.submit([cmd])[0]
+        if result.ok:
+            self._dispatch(name, now_ns, 1, None)
+        else:
+            log.info("%s run of %s refused: %s", cause, name, result.error)
+        return result
+
+    # ----- backend interface used by the API ------------------------------------------------
+
+    def _after_job_change(self, job: dict | None, name: str) -> None:
+        with self._cond:
+            if job is None:
+                self.core.remove(name)
+            else:
+                self.core.upsert(job)
+            self._cond.notify_all()
+
+    def submit_job(self, job: dict) -> Result:
+        cmd = {"op": "set_job", "job": job, "now_ns": time.time_ns()}
+        result = self.committer.submit([cmd])[0]
+        if result.ok:
+            self._after_job_change(result.value, job["name"])
+        return result
+
+    def submit_jobs(self, jobs: list[dict], sent: dict[str, dict]) -> list[Result]:
+        now_ns = time.time_ns()
+        cmds = [
+            {"op": "set_job", "job": {**sent[j["name"]], **j}, "now_ns": now_ns, "restore": True}
+            for j in jobs
+        ]
+        results = self.committer.submit(cmds)
+        for job, result in zip(jobs, results, strict=True):
+            if result.ok:
+                self._after_job_change(result.value, job["name"])
+        return results
+
+    def delete_job(self, name: str) -> Result:
+        result = self.committer.submit([{"op": "delete_job", "name": name}])[0]
+        if result.ok:
+            self._after_job_change(None, name)
+        return result
+
+    def toggle_job(self, name: str) -> Result:
+        result = self.committer.submit(
+            [{"op": "toggle_job", "name": name, "now_ns": time.time_ns()}]
+        )[0]
+        if result.ok:
+            self._after_job_change(result.value, name)
+        return result
+
+    def run_now(self, name: str) -> Result:
+        return self._run_cause(name, "manual")
+
+    def delete_executions(self, name: str) -> Result:
+        return self.committer.submit([{"op": "delete_executions", "name": name}])[0]
+
+    def delete_execution(self, name: str, execution_id: str) -> Result:
+        return self.committer.submit(
+            [{"op": "delete_execution", "name": name, "id": execution_id}]
+        )[0]
+
+    def stop_execution(self, name: str, execution_id: str) -> bool:
+        return self.runner.stop(execution_id)
+
+    def executions(self, name: str) -> list[dict]:
+        """Stored executions, with live output for the ones still running here."""
+        out = []
+        for ex in self.store.executions(name):
+            live = (
+                self.runner.live(ex["id"]) if ex.get("finished_at", "").startswith("0001") else None
+            )
+            out.append(live or ex)
+        return out
+
+    def execution(self, name: str, execution_id: str) -> dict | None:
+        live = self.runner.live(execution_id)
+        if live is not None and live["job_name"] == name:
+            return live
+        return self.store.execution(name, execution_id)
+
+    def busy(self) -> list[dict]:
+        return self.runner.busy()
+
+    def next_for(self, name: str) -> str | None:
+        with self._cond:
+            nxt = self.core.next_for(name)
+        return format_rfc3339(nxt) if nxt else None
+
+    def local_tags(self) -> dict[str, str]:
+        host, _port = _split_host_port(getattr(self.config, "bind_addr", ""), 8946)
+        rpc_port = int(getattr(self.config, "advertise_rpc_port", 0) or self.config.rpc_port)
+        tags = dict(getattr(self.config, "tags", {}) or {})
+        tags.update(
+            {
+                "role": "dkron",
+                "dc": getattr(self.config, "datacenter", "dc1"),
+                "region": self.region,
+                "version": __version__,
+                "server": "true" if getattr(self.config, "server", False) else "false",
+                "rpc_addr": f"{_advertise_host(host)}:{rpc_port}",
+                "port": str(rpc_port),
+            }
+        )
+        expect = int(getattr(self.config, "bootstrap_expect", 0) or 0)
+        if expect:
+            tags["expect"] = str(expect)
+        return tags
+
+    def self_member(self) -> dict:
+        host, port = _split_host_port(getattr(self.config, "bind_addr", ""), 8946)
+        return {
+            "Name": self.node_name,
+            "Addr": _advertise_host(host),
+            "Port": port,
+            "Tags": self.local_tags(),
+            "Status": 1,
+            **GOSSIP_PROTOCOL,
+            **DELEGATE_PROTOCOL,
+            "statusText": "alive",
+        }
+
+    def members(self) -> list[dict]:
+        member = self.self_member()
+        member["id"] = f"{self.node_name}"
+        return [member]
+
+    def leader_member(self) -> dict | None:
+        member = self.self_member()
+        member.pop("statusText", None)
+        return member
+
+    def is_leader(self) -> bool:
+        return True
+
+    def raft_peers(self) -> list[dict]:
+        tags = self.local_tags()
+        return [
+            {
+                "node": self.node_name,
+                "id": self.node_name,
+                "address": tags["rpc_addr"],
+                "state": "leader",
+                "voter": True,
+            }
+        ]
+
+    def remove_peer(self, peer_id: str) -> Result:
+        if peer_id == self.node_name:
+            return Result(False, "cannot remove the only server of a single-node cluster", 400)
+        return Result(False, f'peer "{peer_id}" not found', 404)
+
+    def gossip_stats(self) -> dict[str, str]:
+        return {"members": "1", "failed": "0", "left": "0", "health_score": "0"}
+
+    def metrics_text(self) -> str | None:
+        if not getattr(self.config, "enable_prometheus", False):
+            return None
+        try:
+            from dkron_pkg import metrics
+        except ImportError:
+            return ""
+        return metrics.render_prometheus()
+
+    def debug_vars(self) -> dict:
+        return {
+            "node": self.node_name,
+            "scheduler_started": 0 if self._stopping.is_set() else 1,
+            "cron_entries": len(self.core),
+            "store": self.store.counts(),
+            "running": self.runner.running_count(),
+        }
+
+    def crontab_import(self, text: str, dialect: str, user: str, apply: bool) -> dict:
+        return {"errors": ["crontab import is not available on this agent yet"]}
+
+
+def _advertise_host(host: str) -> str:
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return host
+
+
+def _lock_data_dir(path: str) -> Any:
+    """Refuse to start a second agent on the same data folder."""
+    try:
+        from dkron_pkg.osdeps import lock_file
+    except ImportError:
+        return None
+    return lock_file(os.path.join(path, "LOCK"))
+
+
+def _unlock_data_dir(handle: Any) -> None:
+    if handle is not None:
+        handle.release()
+
+
+def run_agent(config: Any, reload: Callable[[], Any] | None = None) -> int:
+    """Run an agent until SIGTERM/SIGINT (graceful) or /v1/leave; SIGHUP reloads config."""
+    logging.basicConfig(
+        level=getattr(logging, str(getattr(config, "log_level", "info")).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        agent = Agent(config)
+        agent.start()
+    except OSError as e:
+        log.error("cannot start the agent: %s", e)
+        print(f"dkron: error: cannot start the agent: {e}", flush=True)
+        return 1
+    done = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if done.is_set():
+            return
+        done.set()
+
+    def on_hup(signum: int, frame: Any) -> None:
+        if reload is None:
+            return
+        try:
+            agent.reload(reload())
+        except Exception as e:  # noqa: BLE001 - a bad config file must not kill the agent
+            log.error("config reload failed, keeping the old configuration: %s", e)
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hup)
+    while not done.is_set() and not agent.leave_requested.is_set():
+        done.wait(0.5)
+    agent.stop(graceful=True)
+    return 0

@@ -1,0 +1,740 @@
+"""The REST API (Dkron-compatible paths, fields and status codes) and the web UI's files.
+
+Served by the standard library's ThreadingHTTPServer. Everything the API does goes through the
+agent object (`Backend` below), so the same handlers work on a single node and in a cluster.
+Errors are plain-text bodies as in Dkron; validation errors also name the job field in the
+`X-Error-Field` header so the UI can show the message next to it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import mimetypes
+import re
+import time
+from email.parser import BytesParser
+from email.policy import HTTP
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from dkron_pkg import __version__
+from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
+from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, parse_rfc3339
+
+log = logging.getLogger("dkron.http")
+
+SORTABLE_JOB_FIELDS = {
+    "id": "name",
+    "name": "name",
+    "displayname": "displayname",
+    "schedule": "schedule",
+    "success_count": "success_count",
+    "error_count": "error_count",
+    "last_success": "last_success",
+    "last_error": "last_error",
+    "next": "next",
+}
+PUBLIC_EXECUTION_FIELDS = (
+    "id",
+    "job_name",
+    "started_at",
+    "finished_at",
+    "success",
+    "output",
+    "node_name",
+    "group",
+    "attempt",
+)
+
+
+class ApiError(Exception):
+    """An error answered as a plain-text body with a status code."""
+
+    def __init__(self, status: int, message: str, field: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+class Response:
+    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None):
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def _tz_for(job: dict | None):
+    from dkron_pkg.schedule import load_timezone
+
+    if not job or not job.get("timezone"):
+        return None
+    try:
+        return load_timezone(job["timezone"])
+    except ValueError:
+        return None
+
+
+def public_execution(ex: dict, tz=None, output_limit: int | None = None) -> dict:
+    """An execution as Dkron's API shows it; times in the job's zone when it has one."""
+    out = {k: ex.get(k) for k in PUBLIC_EXECUTION_FIELDS}
+    if tz is not None:
+        for key in ("started_at", "finished_at"):
+            if out[key] and out[key] != ZERO_TIME:
+                out[key] = format_rfc3339(parse_rfc3339(out[key]), tz)
+    output = out.get("output") or ""
+    if output_limit is not None and output_limit >= 0:
+        raw = output.encode("utf-8", "replace")
+        if len(raw) > output_limit:
+            out["output"] = raw[len(raw) - output_limit :].decode("utf-8", "ignore")
+            out["output_truncated"] = True
+        else:
+            out["output_truncated"] = False
+    return out
+
+
+def _sort_key(value: Any) -> tuple:
+    if value is None or False:
+        return (0, "")
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float):
+        return (1, value)
+    if isinstance(value, str):
+        if value == ZERO_TIME:
+            return (0, "")
+        return (2, value)
+    return (0, "")
+
+
+def _time_sort_key(value: str | None) -> float:
+    if not value or value == ZERO_TIME:
+        return float("-inf")
+    try:
+        return parse_rfc3339(value).timestamp()
+    except ValueError:
+        return float("-inf")
+
+
+class Api:
+    """Maps requests to backend calls. `backend` is the agent (see agent.Agent)."""
+
+    def __init__(self, backend: Any):
+        self.backend = backend
+        self.routes: list[tuple[str, re.Pattern, Any]] = []
+        add = self._route
+        add("GET", r"/health", self.health)
+        add("GET", r"/v1/?", self.status)
+        add("GET", r"/v1/members", self.members)
+        add("GET", r"/v1/leader", self.leader)
+        add("GET", r"/v1/isleader", self.isleader)
+        add("POST", r"/v1/leave", self.leave)
+        add("POST", r"/v1/restore", self.restore)
+        add("GET", r"/v1/busy", self.busy)
+        add("GET", r"/v1/pause", self.pause_status)
+        add("POST", r"/v1/pause", self.pause)
+        add("POST", r"/v1/unpause", self.unpause)
+        add("GET", r"/v1/jobs", self.list_jobs)
+        add("POST", r"/v1/jobs", self.upsert_job)
+        add("PATCH", r"/v1/jobs", self.upsert_job)
+        add("PUT", r"/v1/jobs/(?P<job>[^/]+)", self.upsert_job)
+        add("GET", r"/v1/jobs/(?P<job>[^/]+)", self.get_job)
+        add("DELETE", r"/v1/jobs/(?P<job>[^/]+)", self.delete_job)
+        add("POST", r"/v1/jobs/(?P<job>[^/]+)", self.run_job)
+        add("POST", r"/v1/jobs/(?P<job>[^/]+)/run", self.run_job)
+        add("POST", r"/v1/jobs/(?P<job>[^/]+)/toggle", self.toggle_job)
+        add("GET", r"/v1/jobs/(?P<job>[^/]+)/executions", self.list_executions)
+        add("DELETE", r"/v1/jobs/(?P<job>[^/]+)/executions", self.delete_executions)
+        add("GET", r"/v1/jobs/(?P<job>[^/]+)/executions/(?P<ex>[^/]+)", self.get_execution)
+        add("DELETE", r"/v1/jobs/(?P<job>[^/]+)/executions/(?P<ex>[^/]+)", self.delete_execution)
+        add("GET", r"/v1/schedule/preview", self.schedule_preview)
+        add("GET", r"/v1/raft/peers", self.raft_peers)
+        add("DELETE", r"/v1/raft/peers/(?P<peer>[^/]+)", self.raft_remove_peer)
+        add("POST", r"/v1/crontab/preview", self.crontab_preview)
+        add("POST", r"/v1/crontab/apply", self.crontab_apply)
+        add("GET", r"/metrics", self.metrics)
+        add("GET", r"/debug/vars", self.debug_vars)
+
+    def _route(self, method: str, pattern: str, handler: Any) -> None:
+        self.routes.append((method, re.compile(pattern + r"\Z"), handler))
+
+    def match(self, method: str, path: str) -> tuple[Any, dict[str, str]] | None:
+        allowed = False
+        for m, pattern, handler in self.routes:
+            found = pattern.match(path)
+            if found:
+                if m == method:
+                    return handler, {k: unquote(v) for k, v in found.groupdict().items()}
+                allowed = True
+        if allowed:
+            raise ApiError(405, f"method {method} not allowed on {path}")
+        return None
+
+    # ----- node --------------------------------------------------------------------------
+
+    def health(self, req: Request) -> Response:
+        return Response(200, {"status": "healthy"})
+
+    def status(self, req: Request) -> Response:
+        b = self.backend
+        return Response(
+            200,
+            {
+                "agent": {"name": b.node_name, "version": __version__},
+                "serf": b.gossip_stats(),
+                "tags": b.local_tags(),
+            },
+        )
+
+    def members(self, req: Request) -> Response:
+        members = self.backend.members()
+        return Response(200, members, {"X-Total-Count": str(len(members))})
+
+    def leader(self, req: Request) -> Response:
+        leader = self.backend.leader_member()
+        if leader is None:
+            return Response(404, None)
+        return Response(200, leader)
+
+    def isleader(self, req: Request) -> Response:
+        if self.backend.is_leader():
+            return Response(200, "I am a leader")
+        return Response(404, "I am a follower")
+
+    def leave(self, req: Request) -> Response:
+        peers = self.backend.members()
+        self.backend.request_leave()
+        return Response(200, peers)
+
+    def raft_peers(self, req: Request) -> Response:
+        return Response(200, self.backend.raft_peers())
+
+    def raft_remove_peer(self, req: Request) -> Response:
+        result = self.backend.remove_peer(req.params["peer"])
+        if not result.ok:
+            raise ApiError(result.status, result.error)
+        return Response(200, result.value)
+
+    def metrics(self, req: Request) -> Response:
+        text = self.backend.metrics_text()
+        if text is None:
+            raise ApiError(404, "metrics are disabled (start the agent with --enable-prometheus)")
+        return Response(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4"})
+
+    def debug_vars(self, req: Request) -> Response:
+        return Response(200, self.backend.debug_vars())
+
+    # ----- pause -------------------------------------------------------------------------
+
+    def pause_status(self, req: Request) -> Response:
+        return Response(200, {"paused": self.backend.paused})
+
+    def pause(self, req: Request) -> Response:
+        self.backend.paused = True
+        return Response(200, {"paused": True})
+
+    def unpause(self, req: Request) -> Response:
+        self.backend.paused = False
+        return Response(200, {"paused": False})
+
+    # ----- jobs --------------------------------------------------------------------------
+
+    def _public(self, job: dict) -> dict:
+        out = public_job(job)
+        nxt = self.backend.next_for(job["name"])
+        if nxt is not None:
+            out["next"] = nxt
+        return out
+
+    def list_jobs(self, req: Request) -> Response:
+        q = req.query
+        jobs = self.backend.store.list_jobs()
+        meta_filters = {
+            key[len("metadata[") : -1]: values[-1]
+            for key, values in q.items()
+            if key.startswith("metadata[") and key.endswith("]")
+        }
+        if meta_filters:
+            jobs = [
+                j
+                for j in jobs
+                if j.get("metadata")
+                and all(j["metadata"].get(k) == v for k, v in meta_filters.items())
+            ]
+        tag_filters = {
+            key[len("tags[") : -1]: values[-1]
+            for key, values in q.items()
+            if key.startswith("tags[") and key.endswith("]")
+        }
+        if tag_filters:
+            jobs = [
+                j
+                for j in jobs
+                if j.get("tags") and all(j["tags"].get(k) == v for k, v in tag_filters.items())
+            ]
+        text = req.arg("q")
+        if text:
+            jobs = [j for j in jobs if text in j["name"] or text in (j.get("displayname") or "")]
+        status = req.arg("status")
+        if status:
+            want = "" if status == "untriggered" else status
+            if status == "running":
+                jobs = [j for j in jobs if j.get("running")]
+            else:
+                jobs = [j for j in jobs if (j.get("status") or "") == want]
+        disabled = req.arg("disabled")
+        if disabled:
+            if disabled not in ("true", "false"):
+                raise ApiError(400, f'disabled must be "true" or "false", got "{disabled}"')
+            jobs = [j for j in jobs if bool(j.get("disabled")) == (disabled == "true")]
+        sort = req.arg("_sort") or "id"
+        if sort not in SORTABLE_JOB_FIELDS:
+            raise ApiError(
+                400,
+                f'cannot sort by "{sort}": use one of ' + ", ".join(sorted(SORTABLE_JOB_FIELDS)),
+            )
+        field = SORTABLE_JOB_FIELDS[sort]
+        order = req.arg("_order") or "ASC"
+        if order.upper() not in ("ASC", "DESC"):
+            raise ApiError(400, f'_order must be ASC or DESC, got "{order}"')
+        if field == "next":
+            nexts = {j["name"]: self.backend.next_for(j["name"]) or j.get("next") for j in jobs}
+            jobs.sort(key=lambda j: (_time_sort_key(nexts[j["name"]]), j["name"]))
+        elif field in ("last_success", "last_error"):
+            jobs.sort(key=lambda j: (_time_sort_key(j.get(field)), j["name"]))
+        else:
+            jobs.sort(key=lambda j: (_sort_key(j.get(field)), j["name"]))
+        if order.upper() == "DESC":
+            jobs.reverse()
+        total = len(jobs)
+        start = _int_arg(req, "_start", 0)
+        end = _int_arg(req, "_end", total)
+        start = max(0, min(start, total))
+        end = max(start, min(end, total))
+        page = [self._public(j) for j in jobs[start:end]]
+        return Response(200, page, {"X-Total-Count": str(total)})
+
+    def upsert_job(self, req: Request) -> Response:
+        if self.backend.paused:
+            raise ApiError(503, "New job submissions are currently paused")
+        payload = req.json()
+        try:
+            job = normalize_job(payload)
+            validate_job_semantics(job)
+        except JobError as e:
+            raise ApiError(e.status, str(e), e.field) from None
+        result = self.backend.submit_job(job)
+        if not result.ok:
+            raise ApiError(result.status, result.error, (result.value or {}).get("field", ""))
+        if "runoncreate" in req.query:
+            self.backend.run_now(job["name"])
+        return Response(201, self._public(result.value), {"Location": f"/v1/jobs/{job['name']}"})
+
+    def _job_or_404(self, name: str) -> dict:
+        job = self.backend.store.get_job(name)
+        if job is None:
+            raise ApiError(404, f'job "{name}" not found')
+        return job
+
+    def get_job(self, req: Request) -> Response:
+        return Response(200, self._public(self._job_or_404(req.params["job"])))
+
+    def delete_job(self, req: Request) -> Response:
+        result = self.backend.delete_job(req.params["job"])
+        if not result.ok:
+            raise ApiError(404, result.error)
+        return Response(200, public_job(result.value))
+
+    def run_job(self, req: Request) -> Response:
+        name = req.params["job"]
+        job = self._job_or_404(name)
+        result = self.backend.run_now(name)
+        if not result.ok:
+            raise ApiError(result.status, result.error)
+        return Response(202, self._public(job), {"Location": f"/v1/jobs/{name}"})
+
+    def toggle_job(self, req: Request) -> Response:
+        name = req.params["job"]
+        self._job_or_404(name)
+        result = self.backend.toggle_job(name)
+        if not result.ok:
+            raise ApiError(422 if result.status != 404 else 404, result.error)
+        return Response(200, self._public(result.value), {"Location": f"/v1/jobs/{name}"})
+
+    def restore(self, req: Request) -> Response:
+        data = req.multipart_file("file")
+        try:
+            payload = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ApiError(400, f"Unable to parse payload: {e}") from None
+        if not isinstance(payload, list):
+            raise ApiError(400, "Unable to parse payload: the file must hold a JSON array of jobs")
+        jobs: list[dict] = []
+        errors: list[str] = []
+        for i, raw in enumerate(payload):
+            try:
+                job = normalize_job(raw)
+                validate_job_semantics(job)
+                jobs.append(job)
+            except JobError as e:
+                label = raw.get("name") if isinstance(raw, dict) else None
+                errors.append(f"job {i} ({label or '?'}): {e}")
+        if errors:
+            raise ApiError(400, "restore rejected, nothing was changed:\n" + "\n".join(errors))
+        counters = {j["name"]: raw for j, raw in zip(jobs, payload, strict=True)}
+        ordered = _parents_first(jobs, self.backend.store.job_names())
+        if isinstance(ordered, str):
+            raise ApiError(400, ordered)
+        results = self.backend.submit_jobs(ordered, counters)
+        messages = [
+            f"success create {j['name']}" if r.ok else f"fail create {j['name']}: {r.error}"
+            for j, r in zip(ordered, results, strict=True)
+        ]
+        return Response(200, json.dumps(messages))
+
+    # ----- executions --------------------------------------------------------------------
+
+    def busy(self, req: Request) -> Response:
+        runs = self.backend.busy()
+        out = [public_execution(ex) for ex in runs]
+        return Response(200, out, {"X-Total-Count": str(len(out))})
+
+    def list_executions(self, req: Request) -> Response:
+        job = self._job_or_404(req.params["job"])
+        executions = self.backend.executions(job["name"])
+        sort = req.arg("_sort") or ""
+        order = (req.arg("_order") or "DESC").upper()
+        if sort in ("", "id", "started_at"):
+            executions.sort(key=lambda e: (e.get("started_ns", 0), e["id"]))
+        elif sort == "finished_at":
+            executions.sort(key=lambda e: _time_sort_key(e.get("finished_at")))
+        elif sort == "attempt":
+            executions.sort(key=lambda e: e.get("attempt", 0))
+        else:
+            raise ApiError(
+                400, f'cannot sort executions by "{sort}": use id, started_at, finished_at, attempt'
+            )
+        if order == "DESC":
+            executions.reverse()
+        limit = req.arg("output_size_limit")
+        output_limit = None
+        if limit is not None and limit != "":
+            try:
+                output_limit = int(limit)
+            except ValueError:
+                raise ApiError(400, f'output_size_limit must be a number, got "{limit}"') from None
+        tz = _tz_for(job)
+        out = [public_execution(e, tz, output_limit) for e in executions]
+        return Response(200, out, {"X-Total-Count": str(len(out))})
+
+    def delete_executions(self, req: Request) -> Response:
+        self._job_or_404(req.params["job"])
+        result = self.backend.delete_executions(req.params["job"])
+        if not result.ok:
+            raise ApiError(result.status if result.status == 404 else 500, result.error)
+        return Response(200, self._public(result.value))
+
+    def get_execution(self, req: Request) -> Response:
+        job = self._job_or_404(req.params["job"])
+        ex = self.backend.execution(job["name"], req.params["ex"])
+        if ex is None:
+            raise ApiError(404, f'execution "{req.params["ex"]}" not found')
+        return Response(200, public_execution(ex, _tz_for(job)))
+
+    def delete_execution(self, req: Request) -> Response:
+        """Beyond Dkron: stops a running execution (202), deletes a finished one (200)."""
+        job = self._job_or_404(req.params["job"])
+        ex = self.backend.execution(job["name"], req.params["ex"])
+        if ex is None:
+            raise ApiError(404, f'execution "{req.params["ex"]}" not found')
+        if ex.get("finished_at") == ZERO_TIME:
+            if not self.backend.stop_execution(job["name"], ex["id"]):
+                raise ApiError(409, f'execution "{ex["id"]}" is not running on a reachable node')
+            return Response(202, public_execution(ex))
+        result = self.backend.delete_execution(job["name"], ex["id"])
+        if not result.ok:
+            raise ApiError(result.status, result.error)
+        return Response(200, public_execution(ex))
+
+    # ----- schedules and crontabs ---------------------------------------------------------
+
+    def schedule_preview(self, req: Request) -> Response:
+        from datetime import UTC, datetime
+
+        from dkron_pkg.schedule import load_timezone, parse_schedule
+
+        spec = req.arg("schedule") or ""
+        tz_name = req.arg("timezone") or ""
+        count = min(max(_int_arg(req, "count", 5), 1), 50)
+        try:
+            if tz_name:
+                load_timezone(tz_name)
+            schedule = parse_schedule(spec, tz_name, req.arg("name") or "")
+        except ValueError as e:
+            field = "timezone" if "time zone" in str(e) else "schedule"
+            raise ApiError(400, str(e), field) from None
+        times: list[str] = []
+        t = datetime.now(UTC)
+        for _ in range(count):
+            nxt = schedule.next_after(t)
+            if nxt is None:
+                break
+            times.append(format_rfc3339(nxt.astimezone(UTC)))
+            t = nxt
+        return Response(200, {"description": schedule.describe(), "next": times})
+
+    def _crontab_plan(self, req: Request, apply: bool) -> Response:
+        text = req.body.decode("utf-8", "replace")
+        result = self.backend.crontab_import(
+            text,
+            dialect=req.arg("dialect") or "debian",
+            user=req.arg("user") or "",
+            apply=apply,
+        )
+        status = 200 if not result.get("errors") else 400
+        return Response(status, result)
+
+    def crontab_preview(self, req: Request) -> Response:
+        return self._crontab_plan(req, apply=False)
+
+    def crontab_apply(self, req: Request) -> Response:
+        return self._crontab_plan(req, apply=True)
+
+
+def _parents_first(jobs: list[dict], existing: list[str]) -> list[dict] | str:
+    """Order jobs so each parent is created before its children; an error text if impossible."""
+    by_name = {j["name"]: j for j in jobs}
+    known = set(existing)
+    ordered: list[dict] = []
+    placed: set[str] = set()
+    pending = list(jobs)
+    while pending:
+        progress = False
+        rest = []
+        for job in pending:
+            parent = job["parent_job"]
+            if not parent or parent in placed or (parent in known and parent not in by_name):
+                ordered.append(job)
+                placed.add(job["name"])
+                progress = True
+            else:
+                rest.append(job)
+        if not progress:
+            missing = [j["name"] for j in rest]
+            return (
+                "restore rejected, nothing was changed: parent job missing or cyclic for "
+                + ", ".join(missing)
+            )
+        pending = rest
+    return ordered
+
+
+def _int_arg(req: Request, name: str, default: int) -> int:
+    value = req.arg(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ApiError(400, f'{name} must be a whole number, got "{value}"') from None
+
+
+class Request:
+    """What a handler needs from the HTTP request."""
+
+    def __init__(self, method: str, path: str, query: dict, headers: Any, body: bytes):
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.params: dict[str, str] = {}
+
+    def arg(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def json(self) -> Any:
+        if not self.body.strip():
+            raise ApiError(400, "Unable to parse payload: empty body, expected a JSON job")
+        try:
+            return json.loads(self.body)
+        except UnicodeDecodeError:
+            raise ApiError(400, "Unable to parse payload: body is not UTF-8") from None
+        except json.JSONDecodeError as e:
+            raise ApiError(
+                400, f"Unable to parse payload: {e.msg} at line {e.lineno} column {e.colno}"
+            ) from None
+
+    def multipart_file(self, field: str) -> bytes:
+        ctype = self.headers.get("Content-Type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise ApiError(404, f'no "{field}" field: send multipart/form-data with a file')
+        head = f"Content-Type: {ctype}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+        msg = BytesParser(policy=HTTP).parsebytes(head + self.body)
+        if not msg.is_multipart():
+            raise ApiError(400, "Unable to parse payload: malformed multipart body")
+        for part in msg.iter_parts():
+            if part.get_param("name", header="content-disposition") == field:
+                return part.get_payload(decode=True) or b""
+        raise ApiError(404, f'no "{field}" field in the form')
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One request: auth, size limit, routing, CORS, X-Whom, ?pretty."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = f"dkron-py/{__version__}"
+    api: Api  # set on the subclass made by make_server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def do_OPTIONS(self) -> None:
+        self._send(204, b"", "text/plain", {})
+
+    def do_HEAD(self) -> None:
+        self._handle("GET")
+
+    def _handle(self, method: str) -> None:
+        started = time.monotonic()
+        url = urlsplit(self.path)
+        path = url.path
+        query = parse_qs(url.query, keep_blank_values=True)
+        pretty = "pretty" in query
+        route = path
+        try:
+            body = self._read_body()
+            if path == "/" or path == "/ui" or path.startswith("/ui/"):
+                self._static(path)
+                return
+            if path != "/health" and not self._authorized():
+                raise ApiError(401, "missing or invalid API token (Authorization: Bearer <token>)")
+            found = self.api.match(method, path)
+            if found is None:
+                raise ApiError(404, f"no such endpoint: {method} {path}")
+            handler, params = found
+            route = handler.__name__
+            req = Request(method, path, query, self.headers, body)
+            req.params = params
+            resp = handler(req)
+            self._send_json(resp, pretty)
+        except ApiError as e:
+            headers = {"X-Error-Field": e.field} if e.field else {}
+            self._send(e.status, e.message.encode(), "text/plain; charset=utf-8", headers)
+        except Exception:
+            log.exception("internal error on %s %s", method, path)
+            self._send(500, b"internal server error (see the agent's log)", "text/plain", {})
+        finally:
+            observe = getattr(self.api.backend, "observe_request", None)
+            if observe:
+                observe(route, method, time.monotonic() - started)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise ApiError(411, "chunked request bodies are not supported: send Content-Length")
+        length_text = self.headers.get("Content-Length")
+        if not length_text:
+            return b""
+        try:
+            length = int(length_text)
+        except ValueError:
+            self.close_connection = True
+            raise ApiError(400, "bad Content-Length header") from None
+        limit = self.api.backend.max_body_bytes
+        if length > limit:
+            self.close_connection = True
+            raise ApiError(413, f"request body of {length} bytes is over the limit of {limit}")
+        return self.rfile.read(length)
+
+    def _authorized(self) -> bool:
+        token = self.api.backend.api_token
+        if not token:
+            return True
+        auth = self.headers.get("Authorization", "")
+        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+        given = given or self.headers.get("X-Dkron-Token", "")
+        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+    def _static(self, path: str) -> None:
+        if not self.api.backend.ui_enabled:
+            raise ApiError(404, "the web UI is disabled on this agent")
+        if path in ("/", "/ui"):
+            accept = self.headers.get("Accept", "")
+            if path == "/" and "text/html" not in accept:
+                raise ApiError(404, "not found (the web UI is at /ui/)")
+            self._send(303, b"", "text/plain", {"Location": "/ui/"})
+            return
+        rel = path[len("/ui/") :] or "index.html"
+        if ".." in rel.split("/"):
+            raise ApiError(404, "not found")
+        try:
+            data = resources.files("dkron_pkg").joinpath("ui", *rel.split("/")).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+            raise ApiError(404, f"no such UI file: {rel}") from None
+        ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype in ("application/javascript",):
+            ctype += "; charset=utf-8"
+        self._send(200, data, ctype, {"Cache-Control": "no-cache"})
+
+    def _send_json(self, resp: Response, pretty: bool) -> None:
+        if isinstance(resp.body, bytes):
+            data = resp.body
+            ctype = resp.headers.pop("Content-Type", "application/octet-stream")
+        else:
+            indent = 4 if pretty else None
+            data = json.dumps(resp.body, indent=indent, ensure_ascii=False).encode()
+            ctype = "application/json; charset=utf-8"
+        self._send(resp.status, data, ctype, resp.headers)
+
+    def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
+        self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus else "")
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-Whom", self.api.backend.node_name)
+        self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin") or "*")
+        self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        self.send_header(
+            "Access-Control-Allow-Headers",
+            self.headers.get("Access-Control-Request-Headers") or "*",
+        )
+        self.send_header("Access-Control-Expose-Headers", "*")
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def make_server(host: str, port: int, backend: Any) -> Server:
+    """Bind the API on host:port (port 0 picks a free one) for `backend`."""
+    api = Api(backend)
+    handler = type("BoundHandler", (Handler,), {"api": api})
+    return Server((host, port), handler)

@@ -1,0 +1,158 @@
+"""Runs executions on this node: one thread per run, live output kept for /v1/busy.
+
+The runner owns no state that must survive: every run it starts was first recorded as a launch
+intent in the store, and every end is reported back through `on_finished`, which the agent turns
+into an `execution_done` command.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dkron_pkg.executors import get_executor
+from dkron_pkg.executors.base import ExecResult, OutputTail, failure_output
+from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime
+
+log = logging.getLogger("dkron.runner")
+threading.stack_size(512 * 1024)  # many concurrent runs: keep per-thread stacks small
+
+
+@dataclass
+class ActiveRun:
+    execution: dict
+    output: OutputTail
+    cancel: threading.Event = field(default_factory=threading.Event)
+    stop_requested: bool = False
+    process_started_ns: int | None = None
+
+
+class Runner:
+    """Starts executor runs in threads and reports their start and end."""
+
+    def __init__(
+        self,
+        node_name: str,
+        on_started: Callable[[dict], None],
+        on_finished: Callable[[dict, dict, bool], None],
+    ):
+        self.node_name = node_name
+        self._on_started = on_started
+        self._on_finished = on_finished
+        self._active: dict[str, ActiveRun] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+
+    def start(self, job: dict, group: int, attempt: int, scheduled_ns: int | None = None) -> dict:
+        """Begin a run of `job` now and return its execution record (finished_at = zero)."""
+        started_ns = time.time_ns()
+        execution = {
+            "id": f"{started_ns}-{self.node_name}",
+            "job_name": job["name"],
+            "started_at": format_rfc3339(ns_to_datetime(started_ns)),
+            "finished_at": ZERO_TIME,
+            "success": False,
+            "output": "",
+            "node_name": self.node_name,
+            "group": group,
+            "attempt": attempt,
+            "started_ns": started_ns,
+            "scheduled_ns": scheduled_ns,
+        }
+        run = ActiveRun(execution, OutputTail())
+        with self._lock:
+            self._active[execution["id"]] = run
+        self._on_started(dict(execution))
+        thread = threading.Thread(
+            target=self._run, args=(job, run), name=f"run-{job['name']}", daemon=True
+        )
+        thread.start()
+        return dict(execution)
+
+    def _run(self, job: dict, run: ActiveRun) -> None:
+        executor = get_executor(job.get("executor", ""))
+        try:
+            if executor is None:
+                error = f'unknown executor "{job.get("executor", "")}": nothing to run'
+                result = ExecResult(False, failure_output(error, b""), error)
+            else:
+                result = executor.run(
+                    job.get("executor_config") or {},
+                    job_name=job["name"],
+                    on_output=run.output.write,
+                    cancel=run.cancel,
+                )
+        except Exception as e:  # an executor bug must not leave the run "running"
+            log.exception("executor %s failed", job.get("executor"))
+            error = f"executor error: {e}"
+            result = ExecResult(False, failure_output(error, run.output.getvalue()), error)
+        run.process_started_ns = result.process_started_ns
+        finished_ns = time.time_ns()
+        ex = dict(run.execution)
+        ex["finished_at"] = format_rfc3339(ns_to_datetime(finished_ns))
+        ex["success"] = bool(result.success)
+        output = result.output or b""
+        ex["output"] = output.decode("utf-8", "replace")
+        if result.process_started_ns:
+            ex["process_started_ns"] = result.process_started_ns
+        try:
+            self._on_finished(job, ex, run.stop_requested)
+        finally:
+            with self._lock:
+                self._active.pop(ex["id"], None)
+                self._idle.notify_all()
+
+    def busy(self) -> list[dict]:
+        """Running executions with the output they produced so far."""
+        with self._lock:
+            runs = list(self._active.values())
+        out = []
+        for run in runs:
+            ex = dict(run.execution)
+            ex["output"] = run.output.getvalue().decode("utf-8", "replace")
+            out.append(ex)
+        out.sort(key=lambda e: e["started_ns"])
+        return out
+
+    def live(self, execution_id: str) -> dict | None:
+        with self._lock:
+            run = self._active.get(execution_id)
+        if run is None:
+            return None
+        ex = dict(run.execution)
+        ex["output"] = run.output.getvalue().decode("utf-8", "replace")
+        return ex
+
+    def stop(self, execution_id: str) -> bool:
+        """Ask a running execution to stop (kills its process group); False if not here."""
+        with self._lock:
+            run = self._active.get(execution_id)
+        if run is None:
+            return False
+        run.stop_requested = True
+        run.cancel.set()
+        return True
+
+    def running_count(self) -> int:
+        with self._lock:
+            return len(self._active)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is active; True if that happened within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def stop_all(self) -> None:
+        with self._lock:
+            runs = list(self._active.values())
+        for run in runs:
+            run.cancel.set()
