@@ -328,6 +328,8 @@ def lock_file(path: str) -> FileLock:
 
     Raises LockedError naming the holder when another process has it, so a second agent
     started on the same data directory stops with a clear message instead of corrupting it.
+    Keep the returned FileLock referenced: when it is garbage collected the file closes and
+    the lock is gone.
     """
     handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - kept open while locked
     try:
