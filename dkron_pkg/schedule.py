@@ -132,7 +132,8 @@ class EverySchedule(Schedule):
         self.interval = interval  # whole seconds, at least 1
 
     def next_after_epoch(self, after: int) -> int | None:
-        return after + self.interval
+        nxt = after + self.interval
+        return nxt if nxt <= MAX_EPOCH else None
 
     def describe(self) -> str:
         return f"every {format_duration(self.interval)}, counted from the previous run time"
