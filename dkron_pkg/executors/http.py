@@ -306,8 +306,8 @@ class HttpExecutor:
             )
         output = tail.getvalue()
         if error is None:
-            return ExecResult(True, output, "", started_ns, status)
-        return ExecResult(False, failure_output(error, output), error, started_ns, status)
+            return ExecResult(True, output, "", started_ns)
+        return ExecResult(False, failure_output(error, output), error, started_ns)
 
     def _exchange(
         self, cfg: HttpConfig, abort: _Abort, emit: Callable[[bytes], None]

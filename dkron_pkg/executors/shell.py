@@ -52,6 +52,8 @@ def parse_mem_limit(text: str) -> int:
 
 def parse_env(text: str) -> list[tuple[str, str]]:
     """Dkron's `env`: "K1=v1,K2=v2" (values cannot hold commas; use env_json for that)."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
     pairs = []
     for item in text.split(","):
         if not item.strip():
@@ -77,6 +79,8 @@ def parse_env_json(text: str) -> list[tuple[str, str]]:
             raise ValueError(f'bad variable name "{name}"')
         if not isinstance(value, str):
             raise ValueError(f'value of "{name}" must be a string')  # noqa: TRY004
+        if "\x00" in name + value:
+            raise ValueError(f'"{name}" must not contain NUL characters')
         pairs.append((name, value))
     return pairs
 
@@ -152,6 +156,9 @@ def parse_shell_config(config: dict[str, str]) -> tuple[ShellConfig | None, list
             payload = base64.b64decode(config["payload"], validate=True)
         except (binascii.Error, ValueError):
             errors.append(key_error("payload", "is not valid base64"))
+    for key in ("command", "cwd"):
+        if "\x00" in config.get(key, ""):
+            errors.append(key_error(key, "must not contain NUL characters"))
     if errors:
         return None, errors
     cfg = ShellConfig(
@@ -263,6 +270,8 @@ class ShellExecutor:
             )
         except OSError as exc:
             return _failed(_spawn_error(exc, cfg.argv, cfg.cwd))
+        except ValueError as exc:  # e.g. a NUL byte that slipped past validation
+            return _failed(f"shell: cannot start the command: {exc}")
         started_ns = time.time_ns()
         outcome = _Outcome(proc)
         watch = Watch(cancel=cancel, on_cancel=lambda: outcome.kill("stopped"))
