@@ -20,8 +20,9 @@ const SERVER_FIELDS = [
   "running",
 ];
 
+// Shell mode on by default: pipes, redirections and $(( )) work as people expect (Dkron #986).
 const EXECUTOR_DEFAULTS = {
-  shell: { command: "" },
+  shell: { command: "", shell: "true" },
   http: { method: "GET", url: "" },
 };
 
@@ -62,7 +63,7 @@ function blankJob() {
     schedule: "",
     timezone: "",
     executor: "shell",
-    executor_config: { command: "" },
+    executor_config: { ...EXECUTOR_DEFAULTS.shell },
     concurrency: "allow",
     retries: 0,
     disabled: false,
