@@ -381,3 +381,22 @@ def test_mem_limit_sizes_use_binary_multiples(text: str, size: int) -> None:
 def test_bad_mem_limit_sizes_are_rejected(text: str) -> None:
     with pytest.raises(ValueError, match="invalid size"):
         parse_mem_limit(text)
+
+
+def test_timeout_applies_to_a_process_that_closed_its_output() -> None:
+    result = run({"command": "exec >&- 2>&-; sleep 30", "shell": "true", "timeout": "1s"})
+    assert not result.success
+    assert "exceeding defined timeout 1s. Job was killed" in result.error
+
+
+def test_a_detached_background_child_outlives_a_successful_job(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    command = f"sleep 30 >/dev/null 2>&1 & echo $! > {pidfile}; echo started"
+    result = run({"command": command, "shell": "true"})
+    background = int(pidfile.read_text())
+    try:
+        assert result.success
+        assert result.output == b"started\n"
+        assert osdeps.pid_alive(background), "a normal exit must not kill the job's group"
+    finally:
+        os.kill(background, 9)
