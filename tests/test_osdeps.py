@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -246,3 +247,11 @@ def test_lock_is_freed_when_the_holder_dies(tmp_path: Path) -> None:
         holder.kill()
         holder.wait(5)
     osdeps.lock_file(path).release()
+
+
+@pytest.mark.skipif(shutil.which("ps") is None, reason="the ps fallback needs ps")
+def test_ps_fallback_agrees_with_proc_about_this_process() -> None:
+    table = osdeps._ps_table()
+    ppid, pgid, rss, _state = table[os.getpid()]
+    assert (ppid, pgid) == (os.getppid(), os.getpgid(0))
+    assert rss > 0
