@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +119,7 @@ class Agent:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._timers: set[threading.Timer] = set()
+        self._follow_pool = ThreadPoolExecutor(4, thread_name_prefix="follow-up")
         self._timers_lock = threading.Lock()
         self._http = None
         self._threads: list[threading.Thread] = []
@@ -222,6 +223,7 @@ class Agent:
                 log.warning("shutdown timeout: stopping the jobs still running")
                 self.runner.stop_all()
                 self.runner.wait_idle(10)
+        self._follow_pool.shutdown(wait=True, cancel_futures=False)
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -308,7 +310,10 @@ class Agent:
         fut = self.committer.submit_async(
             [{"op": "execution_done", "execution": execution, "no_retry": stopped}]
         )
-        fut.add_done_callback(lambda f: self._after_done(job, execution, f))
+        # Follow-ups commit again, so they must not run on the committer's own thread.
+        fut.add_done_callback(
+            lambda f: self._follow_pool.submit(self._after_done, job, execution, f)
+        )
 
     def _process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
@@ -364,6 +369,13 @@ class Agent:
         timer.start()
 
     def _run_cause(self, name: str, cause: str) -> Result:
+        job = self.store.get_job(name)
+        if job is None:
+            return Result(False, f'job "{name}" not found', 404)
+        try:
+            select_targets(name, job.get("tags"), self.members(), self.region, self.rng)
+        except TargetError as e:
+            return Result(False, str(e), 404)
         now_ns = time.time_ns()
         cmd = {
             "op": "launch",

@@ -16,7 +16,6 @@ import re
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -709,7 +708,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(resp.status, data, ctype, resp.headers)
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
-        self.send_response(status, HTTPStatus(status).phrase if status in HTTPStatus else "")
+        self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("X-Whom", self.api.backend.node_name)

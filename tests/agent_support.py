@@ -1,0 +1,195 @@
+"""Helpers for tests that talk to a real agent over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dkron_pkg.agent import Agent
+from dkron_pkg.config import Config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: Any
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class Client:
+    """A tiny HTTP client that returns status, body and headers for every answer."""
+
+    def __init__(self, base: str, token: str = ""):
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> Reply:
+        data = raw
+        hdrs = dict(headers or {})
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        if self.token:
+            hdrs.setdefault("Authorization", f"Bearer {self.token}")
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                return Reply(resp.status, resp.read(), resp.headers)
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, e.read(), e.headers)
+
+    def get(self, path: str, **kw: Any) -> Reply:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("POST", path, body, **kw)
+
+    def put(self, path: str, body: Any = None, **kw: Any) -> Reply:
+        return self.request("PUT", path, body, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Reply:
+        return self.request("DELETE", path, **kw)
+
+    def wait_for(self, predicate, timeout: float = 15.0, interval: float = 0.05) -> Any:
+        """Poll until predicate() is truthy; return its value or fail after `timeout`."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(data_dir: Path, **overrides: Any) -> Config:
+    values = {
+        "server": True,
+        "bootstrap_expect": 1,
+        "data_dir": str(data_dir),
+        "node_name": "node1",
+        "http_addr": "127.0.0.1:0",
+        "shutdown_timeout": "5s",
+    }
+    values.update(overrides)
+    return Config(**values)
+
+
+def start_agent(data_dir: Path, **overrides: Any) -> tuple[Agent, Client]:
+    agent = Agent(make_config(data_dir, **overrides))
+    agent.start()
+    client = Client(f"http://127.0.0.1:{agent.http_port}", overrides.get("api_token", ""))
+    return agent, client
+
+
+def shell_job(name: str, command: str, **fields: Any) -> dict:
+    return {
+        "name": name,
+        "schedule": fields.pop("schedule", "@manually"),
+        "executor": "shell",
+        "executor_config": {"command": command, "shell": "true", **fields.pop("config", {})},
+        **fields,
+    }
+
+
+class AgentProcess:
+    """`python3 dkron.py agent ...` as a real child process."""
+
+    def __init__(self, data_dir: Path, *extra: str, node: str = "node1", env=None):
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.args = [
+            sys.executable,
+            str(ROOT / "dkron.py"),
+            "agent",
+            "--server",
+            "--bootstrap-expect",
+            "1",
+            "--node-name",
+            node,
+            "--data-dir",
+            str(data_dir),
+            "--http-addr",
+            f"127.0.0.1:{self.port}",
+            *extra,
+        ]
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = data_dir.parent / f"{node}-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+        self.client = Client(f"http://127.0.0.1:{self.port}")
+
+    def start(self, timeout: float = 20.0) -> AgentProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        self.proc = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, env=self.env
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited early:\n{self.log()}")
+            try:
+                if self.client.get("/health").status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"agent did not answer /health:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=10)
