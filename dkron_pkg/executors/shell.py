@@ -33,7 +33,7 @@ from dkron_pkg.executors.watchdog import WATCHDOG, Watch
 
 STOPPED_MESSAGE = "shell: execution stopped by request"
 _READ_SIZE = 65_536
-_PIPE_BUFFER = 65_536  # payloads up to this size fit the pipe and are written inline
+_PIPE_BUFFER = 4096  # payloads this small always fit an empty pipe, so are written inline
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?b?)\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
