@@ -1,0 +1,912 @@
+"""SWIM + Lifeguard membership core: a deterministic state machine with no I/O.
+
+The driver (the agent's event loop, or the simulator in tests) owns sockets, clocks and
+randomness; this core only reacts to what it is given:
+
+``SwimNode(name, addr, port, tags, profile, rng, key=None)``
+    ``profile`` is a :class:`~dkron_pkg.swim_profiles.Profile` (``LAN``, ``WAN``, ``LOCAL``,
+    ``get_profile(name)``), ``rng`` a ``random.Random``, ``key`` the raw cluster key
+    (``swim_codec.parse_key(--encrypt)``) or None.
+``join(seeds, now, max_attempts=0) -> list[Outgoing]``
+    push-pull with every seed ``(addr, port)``; retried with exponential backoff until one
+    answers (``max_attempts`` 0 = forever). ``joined`` tells when it worked.
+``tick(now) -> list[Outgoing]`` and ``next_deadline() -> float``
+    call ``tick`` no later than ``next_deadline()``; extra calls are harmless.
+``receive(now, from_addr, packet, reliable=False) -> list[Outgoing]``
+    ``reliable`` is True for packets that came over TCP. Bad packets are dropped and counted
+    in ``stats`` (``dropped_auth``, ``dropped_decode``); nothing raises.
+``leave(now)``, ``set_tags(tags, now)``, ``preload(members, now)`` (warm start from a
+    snapshot), ``members() -> list[Member]``, ``member(name)``, ``drain_events() ->
+    list[MemberEvent]`` with kinds ``join``, ``update``, ``failed``, ``leave``, ``reap``.
+
+Each :class:`Outgoing` is ``(addr, port, data, reliable)``: send ``data`` as one UDP datagram,
+or over TCP when ``reliable`` (push-pull and the TCP fallback ping) and feed the peer's TCP
+packets back with ``reliable=True``.
+
+Mechanisms, after memberlist: round-robin probing, indirect probes through k helpers with
+nacks, TCP fallback ping, suspicion with incarnations and refutation, Lifeguard's local health
+score (scales probe interval and timeout) and dynamic suspicion timeout (shrinks with
+independent confirmations), buddy system, piggybacked broadcasts sent
+``retransmit_mult * ceil(log10(n+1))`` times, periodic push-pull anti-entropy, reconnect
+attempts to failed nodes, reaping after ``reconnect_timeout``, and a Lamport clock.
+
+Two measured improvements over memberlist (both keep its timings):
+- Shared probe ring: members sit on a ring ordered by a hash of their name; in probe round
+  ``r = floor(now / probe_interval)`` each node probes the member ``offset(r)`` places after
+  itself. Every member is then probed once per round (instead of a Poisson number of times),
+  which cuts the wait before a crash is first noticed from up to ~5 s to at most ~2 s. It
+  needs ``now`` to be wall-clock time on NTP-synced hosts; with skewed clocks it degrades to
+  random probing, never worse. ``Profile.aligned_probes=False`` restores round-robin.
+- Suspicion age: a suspect message carries how long its sender has suspected the node, so
+  every member's timer counts from the same origin and all reach the verdict together.
+  Helpers also nack at 80% of the probe timeout so a healthy prober hears the nack in time,
+  and a probe ends as soon as every helper has nacked.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar, NamedTuple
+
+from . import swim_codec as wire
+from .swim_codec import (
+    STATUS_ALIVE,
+    STATUS_FAILED,
+    STATUS_LEFT,
+    STATUS_NAMES,
+    STATUS_SUSPECT,
+    DecodeError,
+)
+from .swim_profiles import LAN, Profile
+
+__all__ = ["DecodeError", "Member", "MemberEvent", "Outgoing", "SwimNode"]
+
+
+@functools.lru_cache(maxsize=65536)
+def _ring_key(name: str) -> int:
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big")
+
+
+def _mix(value: int) -> int:
+    """splitmix64: a well-spread offset for each probe round, the same on every node."""
+    z = (value * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+class Outgoing(NamedTuple):
+    addr: str
+    port: int
+    data: bytes
+    reliable: bool = False
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    addr: str
+    port: int
+    tags: dict[str, str]
+    status: str
+    incarnation: int
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    kind: str  # join, update, failed, leave, reap
+    member: Member
+    at: float
+
+
+class _Node:
+    __slots__ = ("addr", "changed", "incarnation", "name", "port", "status", "tags")
+
+    def __init__(self, name: str, addr: str, port: int, tags: dict, inc: int, now: float):
+        self.name, self.addr, self.port, self.tags = name, addr, port, tags
+        self.incarnation, self.status, self.changed = inc, STATUS_ALIVE, now
+
+    def public(self) -> Member:
+        return Member(
+            self.name,
+            self.addr,
+            self.port,
+            dict(self.tags),
+            STATUS_NAMES[self.status],
+            self.incarnation,
+        )
+
+
+class _Suspicion:
+    """Lifeguard's timer: starts at max, shrinks with each independent confirmation."""
+
+    __slots__ = ("deadline", "high", "incarnation", "k", "low", "seen", "start")
+
+    def __init__(self, start: float, low: float, high: float, k: int, starter: str, inc: int):
+        self.start, self.low, self.high, self.k = start, low, high, k
+        self.seen = {starter: None}
+        self.incarnation = inc
+        self.deadline = start + (high if k >= 1 else low)
+
+    def confirm(self, sender: str) -> bool:
+        if len(self.seen) - 1 >= self.k or sender in self.seen:
+            return False
+        self.seen[sender] = None
+        count = len(self.seen) - 1
+        frac = math.log(count + 1) / math.log(self.k + 1)
+        self.deadline = self.start + max(self.low, self.high - (self.high - self.low) * frac)
+        return True
+
+
+@dataclass
+class _Probe:
+    seq: int
+    target: str
+    indirect_at: float
+    deadline: float
+    acked: bool = False
+    indirect_sent: bool = False
+    expected_nacks: int = 0
+    nacks: int = 0
+
+
+@dataclass
+class _Relay:
+    """A ping we send for another node (ping-req): forward its ack, or nack in time."""
+
+    addr: str
+    port: int
+    seq: int
+    nack_at: float
+    want_nack: bool
+
+
+@dataclass
+class _Broadcast:
+    key: str
+    data: bytes
+    order: int
+    transmits: int = 0
+    suspect: wire.Suspect | None = None  # re-encoded at each send with the current age
+    timer: _Suspicion | None = None
+
+
+@dataclass
+class _JoinState:
+    seeds: list[tuple[str, int]]
+    next_at: float
+    backoff: float
+    attempts: int = 1
+    max_attempts: int = 0
+    done: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+class SwimNode:
+    """One member's view of the cluster; see the module docstring for the driver contract."""
+
+    def __init__(
+        self,
+        name: str,
+        addr: str,
+        port: int,
+        tags: dict[str, str] | None = None,
+        profile: Profile = LAN,
+        rng: random.Random | None = None,
+        key: bytes | None = None,
+        now: float = 0.0,
+    ) -> None:
+        if not name or len(name.encode()) > 255:
+            raise ValueError("node name must be 1 to 255 bytes")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port out of range: {port}")
+        if key is not None and len(key) not in (16, 24, 32):
+            raise ValueError("cluster key must be 16, 24 or 32 bytes")
+        tags = dict(tags or {})
+        wire.encode_tags(tags)
+        self.name, self.addr, self.port = name, addr, port
+        self.profile = profile
+        self.rng = rng if rng is not None else random.Random(0)
+        self.key = key
+        self.incarnation = 0
+        self.clock = 0  # Lamport clock of membership intents
+        self.awareness = 0  # Lifeguard local health score, 0 = healthy
+        self.leaving = False
+        self.stats: dict[str, int] = {
+            "packets_in": 0,
+            "packets_out": 0,
+            "dropped_auth": 0,
+            "dropped_decode": 0,
+            "refutes": 0,
+        }
+        self._self = _Node(name, addr, port, tags, 0, now)
+        self._nodes: dict[str, _Node] = {name: self._self}
+        self._others: list[str] = []
+        self._ring_keys: list[int] = [_ring_key(name)]
+        self._ring_names: list[str] = [name]
+        self._other_index: dict[str, int] = {}
+        self._live = 1
+        self._down: dict[str, None] = {}
+        self._probe_order: list[str] = []
+        self._probe_pos = 0
+        self._probe: _Probe | None = None
+        self._seq = self.rng.randrange(1 << 31)
+        self._relays: dict[int, _Relay] = {}
+        self._suspicions: dict[str, _Suspicion] = {}
+        self._bq: dict[str, _Broadcast] = {}
+        self._border = 0
+        self._events: list[MemberEvent] = []
+        self._join: _JoinState | None = None
+        self.joined = False
+        self._now = now
+        pi = profile.probe_interval
+        self._next_probe = now + self.rng.uniform(0, pi)
+        self._next_gossip = now + self.rng.uniform(0, profile.gossip_interval)
+        self._next_push_pull = now + self.rng.uniform(0, profile.push_pull_interval)
+        self._next_reap = now + profile.reap_interval
+        self._next_reconnect = now + self.rng.uniform(0, profile.reconnect_interval)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self._self.tags)
+
+    @property
+    def num_live(self) -> int:
+        """Alive and suspect members, this node included."""
+        return self._live
+
+    @property
+    def pending_broadcasts(self) -> int:
+        return len(self._bq)
+
+    def members(self) -> list[Member]:
+        return [n.public() for n in self._nodes.values()]
+
+    def member(self, name: str) -> Member | None:
+        node = self._nodes.get(name)
+        return node.public() if node else None
+
+    def status_of(self, name: str) -> str | None:
+        node = self._nodes.get(name)
+        return STATUS_NAMES[node.status] if node else None
+
+    def drain_events(self) -> list[MemberEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def preload(self, members: Iterable[Member], now: float) -> None:
+        """Start from a known membership (a snapshot, or a simulation's warm start), as alive.
+
+        Tag dicts are shared, not copied: the core replaces a node's tags, never mutates them.
+        """
+        for m in members:
+            if m.name == self.name or m.name in self._nodes:
+                continue
+            self._nodes[m.name] = _Node(m.name, m.addr, m.port, m.tags, m.incarnation, now)
+            self._other_index[m.name] = len(self._others)
+            self._others.append(m.name)
+            self._live += 1
+        self._ring_names = sorted([self.name, *self._others], key=_ring_key)
+        self._ring_keys = [_ring_key(x) for x in self._ring_names]
+        self._probe_order = list(self._others)
+        self.rng.shuffle(self._probe_order)
+        self._probe_pos = 0
+        period = self.profile.push_pull_period(self._live)
+        self._next_push_pull = now + self.rng.uniform(0, period)
+        self.joined = True
+
+    def join(self, seeds: Iterable[tuple[str, int]], now: float, max_attempts: int = 0):
+        """Push-pull with each seed; retried with backoff until one of them answers."""
+        seeds = [(a, int(p)) for a, p in seeds if (a, int(p)) != (self.addr, self.port)]
+        if not seeds:
+            self.joined = True
+            return []
+        base = self.profile.retry_join_interval
+        self._join = _JoinState(seeds, now + base, base, max_attempts=max_attempts)
+        self._join.history.append(now)
+        self.clock += 1
+        out: list[Outgoing] = []
+        for addr, port in seeds:
+            self._send_push_pull(out, addr, port, join=True, reply=False)
+        return out
+
+    def leave(self, now: float) -> list[Outgoing]:
+        """Announce a graceful leave: the others mark this node left, not failed."""
+        self._now = now
+        if self.leaving:
+            return []
+        self.leaving = True
+        self.clock += 1
+        self._self.status = STATUS_LEFT
+        self._self.changed = now
+        msg = wire.Dead(self.incarnation, self.name, self.name, self.clock)
+        self._queue(self.name, wire.encode_message(msg))
+        self._probe = None
+        out: list[Outgoing] = []
+        self._gossip(now, out)
+        return out
+
+    def set_tags(self, tags: dict[str, str], now: float) -> list[Outgoing]:
+        """Change this node's tags (SIGHUP reload); gossiped as a new incarnation."""
+        self._now = now
+        tags = dict(tags)
+        wire.encode_tags(tags)
+        if tags == self._self.tags:
+            return []
+        self._self.tags = tags
+        self.clock += 1
+        self.incarnation += 1
+        self._self.incarnation = self.incarnation
+        self._queue_self_alive()
+        out: list[Outgoing] = []
+        self._gossip(now, out)
+        return out
+
+    def next_deadline(self) -> float:
+        t = min(self._next_probe, self._next_push_pull, self._next_reap, self._next_reconnect)
+        if self._bq and self._next_gossip < t:
+            t = self._next_gossip
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            t = min(t, probe.deadline if probe.indirect_sent else probe.indirect_at)
+        for relay in self._relays.values():
+            t = min(t, relay.nack_at)
+        for s in self._suspicions.values():
+            t = min(t, s.deadline)
+        if self._join is not None and not self._join.done and self._join.next_at < t:
+            t = self._join.next_at
+        return t
+
+    def tick(self, now: float) -> list[Outgoing]:
+        self._now = now
+        out: list[Outgoing] = []
+        probe = self._probe
+        if probe is not None and not probe.acked:
+            if not probe.indirect_sent and now >= probe.indirect_at:
+                self._indirect_probe(probe, out)
+            if now >= probe.deadline:
+                self._probe_failed(probe, now)
+        if now >= self._next_probe:
+            self._start_probe(now, out)
+        if self._relays:
+            for seq in [s for s, r in self._relays.items() if r.nack_at <= now]:
+                relay = self._relays.pop(seq)
+                if relay.want_nack:
+                    self._send(
+                        out, relay.addr, relay.port, [wire.encode_message(wire.Nack(relay.seq))]
+                    )
+        if self._suspicions:
+            for name in [n for n, s in self._suspicions.items() if s.deadline <= now]:
+                self._suspicion_expired(name, now)
+        if now >= self._next_gossip:
+            self._gossip(now, out)
+            self._next_gossip = self._after(self._next_gossip, self.profile.gossip_interval, now)
+        if now >= self._next_push_pull:
+            self._periodic_push_pull(out)
+            period = self.profile.push_pull_period(self._live)
+            self._next_push_pull = self._after(self._next_push_pull, period, now)
+        if now >= self._next_reconnect:
+            self._reconnect(out)
+            interval = self.profile.reconnect_interval
+            self._next_reconnect = self._after(self._next_reconnect, interval, now)
+        if now >= self._next_reap:
+            self._reap(now)
+            self._next_reap = self._after(self._next_reap, self.profile.reap_interval, now)
+        js = self._join
+        if js is not None and not js.done and now >= js.next_at:
+            self._retry_join(js, now, out)
+        self._align_gossip(now)
+        return out
+
+    def receive(
+        self, now: float, from_addr: tuple[str, int] | None, packet: bytes, reliable: bool = False
+    ) -> list[Outgoing]:
+        self._now = now
+        self.stats["packets_in"] += 1
+        try:
+            msgs = wire.open_packet(packet, self.key)
+        except DecodeError as exc:
+            reason = "dropped_auth" if "tag" in str(exc) else "dropped_decode"
+            self.stats[reason] += 1
+            return []
+        out: list[Outgoing] = []
+        for msg in msgs:
+            handler = self._handlers.get(type(msg))
+            if handler is not None:
+                handler(self, msg, now, out, reliable)
+        self._align_gossip(now)
+        return out
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @staticmethod
+    def _after(prev: float, interval: float, now: float) -> float:
+        nxt = prev + interval
+        if nxt <= now:
+            nxt = prev + interval * (math.floor((now - prev) / interval) + 1)
+        return nxt
+
+    def _align_gossip(self, now: float) -> None:
+        if self._bq and self._next_gossip < now:
+            interval = self.profile.gossip_interval
+            self._next_gossip = self._after(self._next_gossip, interval, now)
+
+    def _emit(self, kind: str, node: _Node, now: float) -> None:
+        self._events.append(MemberEvent(kind, node.public(), now))
+
+    def _add(self, name: str, addr: str, port: int, tags: dict, inc: int, now: float) -> _Node:
+        node = _Node(name, addr, port, tags, inc, now)
+        self._nodes[name] = node
+        self._other_index[name] = len(self._others)
+        self._others.append(name)
+        self._ring_insert(name)
+        self._live += 1
+        # Insert at a random place among the nodes still to probe this round (as memberlist).
+        pos = self.rng.randint(self._probe_pos, len(self._probe_order))
+        self._probe_order.insert(pos, name)
+        self._emit("join", node, now)
+        return node
+
+    def _ring_insert(self, name: str) -> None:
+        key = _ring_key(name)
+        pos = bisect.bisect_left(self._ring_keys, key)
+        self._ring_keys.insert(pos, key)
+        self._ring_names.insert(pos, name)
+
+    def _remove(self, name: str) -> None:
+        key = _ring_key(name)
+        pos = bisect.bisect_left(self._ring_keys, key)
+        while pos < len(self._ring_names) and self._ring_names[pos] != name:
+            pos += 1
+        if pos < len(self._ring_names):
+            del self._ring_keys[pos]
+            del self._ring_names[pos]
+        del self._nodes[name]
+        idx = self._other_index.pop(name)
+        last = self._others.pop()
+        if last != name:
+            self._others[idx] = last
+            self._other_index[last] = idx
+        self._down.pop(name, None)
+
+    def _set_status(self, node: _Node, status: int, now: float) -> None:
+        was_live = node.status <= STATUS_SUSPECT
+        is_live = status <= STATUS_SUSPECT
+        if was_live and not is_live:
+            self._live -= 1
+            self._down[node.name] = None
+        elif is_live and not was_live:
+            self._live += 1
+            self._down.pop(node.name, None)
+        node.status = status
+        node.changed = now
+
+    def _queue(self, key: str, data: bytes, timer: _Suspicion | None = None) -> None:
+        self._border += 1
+        b = _Broadcast(key, data, self._border)
+        if timer is not None:
+            b.suspect, b.timer = wire.open_packet(wire.seal([data], None), None)[0], timer
+        self._bq[key] = b
+
+    def _queue_self_alive(self) -> None:
+        s = self._self
+        msg = wire.Alive(self.incarnation, self.name, s.addr, s.port, s.tags, self.clock)
+        self._queue(self.name, wire.encode_message(msg))
+
+    def _take_broadcasts(self, budget: int) -> list[bytes]:
+        if not self._bq or budget <= 0:
+            return []
+        limit = self.profile.retransmit_limit(self._live)
+        chosen: list[bytes] = []
+        items = sorted(self._bq.values(), key=lambda b: (b.transmits, -b.order))
+        for b in items:
+            size = len(b.data)
+            if size > budget:
+                continue
+            if b.timer is not None:
+                age = int((self._now - b.timer.start) * 1000)
+                b.data = wire.encode_message(b.suspect._replace(age_ms=age))
+            chosen.append(b.data)
+            budget -= size
+            b.transmits += 1
+            if b.transmits >= limit:
+                del self._bq[b.key]
+            if budget < 16:
+                break
+        return chosen
+
+    def _send(
+        self,
+        out: list[Outgoing],
+        addr: str,
+        port: int,
+        framed: list[bytes],
+        reliable: bool = False,
+        piggyback: bool = True,
+    ) -> None:
+        if piggyback and not reliable:
+            used = 1 + sum(len(f) for f in framed) + (wire.TAG_LEN if self.key else 0)
+            framed = framed + self._take_broadcasts(self.profile.udp_buffer_size - used)
+        self.stats["packets_out"] += 1
+        out.append(Outgoing(addr, port, wire.seal(framed, self.key), reliable))
+
+    def _pick(self, k: int, exclude: tuple[str, ...], dead_ok_since: float | None) -> list[_Node]:
+        """Up to k random other nodes that are alive or suspect (or recently down)."""
+        others = self._others
+        n = len(others)
+        if n == 0 or k <= 0:
+            return []
+
+        def ok(node: _Node) -> bool:
+            if node.name in exclude:
+                return False
+            if node.status <= STATUS_SUSPECT:
+                return True
+            return dead_ok_since is not None and node.changed >= dead_ok_since
+
+        chosen: list[_Node] = []
+        seen: dict[str, None] = {}
+        rand = self.rng.randrange
+        for _ in range(3 * k + 8):
+            name = others[rand(n)]
+            if name in seen:
+                continue
+            seen[name] = None
+            node = self._nodes[name]
+            if ok(node):
+                chosen.append(node)
+                if len(chosen) == k:
+                    return chosen
+        if len(seen) >= n:
+            return chosen
+        pool = [self._nodes[x] for x in others if x not in seen and ok(self._nodes[x])]
+        need = k - len(chosen)
+        chosen.extend(pool if len(pool) <= need else self.rng.sample(pool, need))
+        return chosen
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        return self._seq
+
+    # ------------------------------------------------------------------ probing
+
+    def _scale(self) -> int:
+        return self.awareness + 1 if self.profile.lifeguard else 1
+
+    def _health(self, delta: int) -> None:
+        if self.profile.lifeguard:
+            top = self.profile.awareness_max_multiplier - 1
+            self.awareness = min(top, max(0, self.awareness + delta))
+
+    def _next_target(self, now: float) -> _Node | None:
+        names = self._ring_names
+        size = len(names)
+        if self.profile.aligned_probes and size >= 3:
+            rnd = math.floor(now / self.profile.probe_interval)
+            offset = 1 + _mix(rnd) % (size - 1)
+            pos = bisect.bisect_left(self._ring_keys, _ring_key(self.name))
+            while names[pos] != self.name:
+                pos += 1
+            for step in range(size - 1):
+                node = self._nodes[names[(pos + offset + step) % size]]
+                if node is not self._self and node.status <= STATUS_SUSPECT:
+                    return node
+            return None
+        for _ in range(2):
+            order = self._probe_order
+            while self._probe_pos < len(order):
+                name = order[self._probe_pos]
+                self._probe_pos += 1
+                node = self._nodes.get(name)
+                if node is not None and node is not self._self and node.status <= STATUS_SUSPECT:
+                    return node
+            self._probe_order = list(self._others)
+            self.rng.shuffle(self._probe_order)
+            self._probe_pos = 0
+        return None
+
+    def _start_probe(self, now: float, out: list[Outgoing]) -> None:
+        p = self.profile
+        scale = self._scale()
+        self._next_probe = now + p.probe_interval * scale
+        if self.leaving:
+            return
+        if self._probe is not None and not self._probe.acked and now < self._probe.deadline:
+            return
+        target = self._next_target(now)
+        if target is None:
+            self._probe = None
+            return
+        seq = self._next_seq()
+        self._probe = _Probe(seq, target.name, now + p.probe_timeout * scale, self._next_probe)
+        framed = [wire.encode_message(wire.Ping(seq, target.name, self.name, self.addr, self.port))]
+        if target.status == STATUS_SUSPECT and p.lifeguard:
+            framed.append(
+                wire.encode_message(wire.Suspect(target.incarnation, target.name, self.name))
+            )
+        self._send(out, target.addr, target.port, framed)
+
+    def _indirect_probe(self, probe: _Probe, out: list[Outgoing]) -> None:
+        probe.indirect_sent = True
+        target = self._nodes.get(probe.target)
+        if target is None or target.status > STATUS_SUSPECT:
+            probe.acked = True
+            return
+        lifeguard = self.profile.lifeguard
+        helpers = self._pick(self.profile.indirect_checks, (target.name,), None)
+        req = wire.PingReq(
+            probe.seq,
+            target.name,
+            target.addr,
+            target.port,
+            self.name,
+            self.addr,
+            self.port,
+            lifeguard,
+        )
+        framed = wire.encode_message(req)
+        for helper in helpers:
+            self._send(out, helper.addr, helper.port, [framed])
+        probe.expected_nacks = len(helpers) if lifeguard else 0
+        ping = wire.Ping(probe.seq, target.name, self.name, self.addr, self.port)
+        self._send(out, target.addr, target.port, [wire.encode_message(ping)], reliable=True)
+
+    def _probe_failed(self, probe: _Probe, now: float) -> None:
+        self._probe = None
+        delta = -1
+        if probe.expected_nacks > 0:
+            delta += max(0, probe.expected_nacks - probe.nacks)
+        else:
+            delta += 1
+        self._health(delta)
+        target = self._nodes.get(probe.target)
+        if target is not None and target.status <= STATUS_SUSPECT:
+            self._on_suspect(
+                wire.Suspect(target.incarnation, target.name, self.name), now, [], False
+            )
+
+    # ------------------------------------------------------------------ handlers
+
+    def _on_ping(self, msg: wire.Ping, now: float, out: list[Outgoing], reliable: bool) -> None:
+        if msg.target and msg.target != self.name:
+            return
+        ack = [wire.encode_message(wire.Ack(msg.seq))]
+        self._send(out, msg.src_addr, msg.src_port, ack, reliable=reliable)
+
+    def _on_ping_req(self, msg: wire.PingReq, now: float, out: list[Outgoing], rel: bool) -> None:
+        seq = self._next_seq()
+        # Nack at 80% of the probe timeout so that a healthy requester hears it before its own
+        # deadline (memberlist's nack lands just after it while the health score is 0).
+        nack_at = now + 0.8 * self.profile.probe_timeout
+        self._relays[seq] = _Relay(msg.src_addr, msg.src_port, msg.seq, nack_at, msg.want_nack)
+        ping = wire.Ping(seq, msg.target, self.name, self.addr, self.port)
+        self._send(out, msg.target_addr, msg.target_port, [wire.encode_message(ping)])
+
+    def _on_ack(self, msg: wire.Ack, now: float, out: list[Outgoing], reliable: bool) -> None:
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq:
+            if not probe.acked:
+                probe.acked = True
+                self._health(-1)
+            return
+        relay = self._relays.pop(msg.seq, None)
+        if relay is not None:
+            self._send(out, relay.addr, relay.port, [wire.encode_message(wire.Ack(relay.seq))])
+
+    def _on_nack(self, msg: wire.Nack, now: float, out: list[Outgoing], reliable: bool) -> None:
+        probe = self._probe
+        if probe is not None and probe.seq == msg.seq:
+            probe.nacks += 1
+            if probe.nacks >= probe.expected_nacks and probe.indirect_sent:
+                probe.deadline = min(probe.deadline, now)
+
+    def _refute(self, accused: int, now: float) -> None:
+        self.incarnation = max(self.incarnation, accused) + 1
+        self._self.incarnation = self.incarnation
+        self.stats["refutes"] += 1
+        self._queue_self_alive()
+        self._health(1)
+
+    def _on_alive(self, msg: wire.Alive, now: float, out: list[Outgoing], reliable: bool) -> None:
+        if msg.ltime >= self.clock:
+            self.clock = msg.ltime + 1
+        if msg.node == self.name:
+            if self.leaving:
+                return
+            s = self._self
+            if msg.incarnation > self.incarnation or (
+                msg.incarnation == self.incarnation
+                and (msg.tags != s.tags or msg.addr != s.addr or msg.port != s.port)
+            ):
+                self._refute(msg.incarnation, now)
+            return
+        node = self._nodes.get(msg.node)
+        if node is None:
+            node = self._add(msg.node, msg.addr, msg.port, dict(msg.tags), msg.incarnation, now)
+            self._queue(msg.node, wire.encode_message(msg))
+            return
+        if msg.incarnation <= node.incarnation:
+            return
+        was = node.status
+        changed = msg.tags != node.tags or msg.addr != node.addr or msg.port != node.port
+        node.incarnation = msg.incarnation
+        node.addr, node.port, node.tags = msg.addr, msg.port, dict(msg.tags)
+        self._suspicions.pop(node.name, None)
+        if was != STATUS_ALIVE:
+            self._set_status(node, STATUS_ALIVE, now)
+        self._queue(msg.node, wire.encode_message(msg))
+        if was > STATUS_SUSPECT:
+            self._emit("join", node, now)
+        elif changed:
+            self._emit("update", node, now)
+
+    def _on_suspect(self, msg: wire.Suspect, now: float, out: list[Outgoing], rel: bool) -> None:
+        if msg.node == self.name:
+            if not self.leaving and msg.incarnation >= self.incarnation:
+                self._refute(msg.incarnation, now)
+            return
+        node = self._nodes.get(msg.node)
+        if node is None or msg.incarnation < node.incarnation:
+            return
+        timer = self._suspicions.get(node.name)
+        if timer is not None:
+            if msg.incarnation == timer.incarnation and timer.confirm(msg.sender):
+                self._queue(node.name, wire.encode_message(msg), timer)
+            if msg.incarnation == timer.incarnation:
+                return
+        if node.status > STATUS_SUSPECT:
+            return
+        node.incarnation = msg.incarnation
+        if node.status != STATUS_SUSPECT:
+            self._set_status(node, STATUS_SUSPECT, now)
+        low, high = self.profile.suspicion_bounds(self._live)
+        k = self.profile.suspicion_mult - 2 if self.profile.lifeguard else 0
+        if self._live - 2 < k:
+            k = 0
+        # The timer counts from when the suspicion began at its origin (ages add up along
+        # the gossip path, transit times aside), so all members reach their verdict together.
+        start = now - min(msg.age_ms / 1000.0, low / 2)
+        timer = _Suspicion(start, low, high, k, msg.sender, msg.incarnation)
+        self._suspicions[node.name] = timer
+        self._queue(node.name, wire.encode_message(msg), timer)
+
+    def _suspicion_expired(self, name: str, now: float) -> None:
+        timer = self._suspicions.pop(name)
+        node = self._nodes.get(name)
+        if node is None or node.status != STATUS_SUSPECT or node.incarnation != timer.incarnation:
+            return
+        dead = wire.Dead(node.incarnation, name, self.name, self.clock)
+        self._on_dead(dead, now, [], False)
+
+    def _on_dead(self, msg: wire.Dead, now: float, out: list[Outgoing], reliable: bool) -> None:
+        if msg.ltime >= self.clock:
+            self.clock = msg.ltime + 1
+        if msg.node == self.name:
+            if not self.leaving and msg.incarnation >= self.incarnation:
+                self._refute(msg.incarnation, now)
+            return
+        node = self._nodes.get(msg.node)
+        if node is None or msg.incarnation < node.incarnation:
+            return
+        left = msg.sender == msg.node
+        if node.status == STATUS_LEFT or (node.status == STATUS_FAILED and not left):
+            return
+        self._suspicions.pop(node.name, None)
+        node.incarnation = msg.incarnation
+        self._set_status(node, STATUS_LEFT if left else STATUS_FAILED, now)
+        self._queue(node.name, wire.encode_message(msg))
+        self._emit("leave" if left else "failed", node, now)
+
+    def _on_push_pull(self, msg: wire.PushPull, now: float, out: list[Outgoing], rel: bool) -> None:
+        if msg.ltime >= self.clock:
+            self.clock = msg.ltime + 1
+        if not msg.reply:
+            self._send_push_pull(out, msg.src_addr, msg.src_port, join=msg.join, reply=True)
+        elif self._join is not None and not self._join.done:
+            self._join.done = True
+        self.joined = True
+        for st in msg.states:
+            self._merge(st, msg.src_name, now)
+
+    def _merge(self, st: wire.NodeState, sender: str, now: float) -> None:
+        """Apply one remote state entry; a remote 'failed' only makes us suspect (memberlist)."""
+        if st.status == STATUS_ALIVE:
+            alive = wire.Alive(st.incarnation, st.name, st.addr, st.port, st.tags, 0)
+            self._on_alive(alive, now, [], False)
+        elif st.status == STATUS_LEFT:
+            if st.name not in self._nodes:
+                return
+            self._on_dead(wire.Dead(st.incarnation, st.name, st.name, 0), now, [], False)
+        else:
+            if st.name == self.name:
+                if not self.leaving and st.incarnation >= self.incarnation:
+                    self._refute(st.incarnation, now)
+                return
+            self._on_suspect(wire.Suspect(st.incarnation, st.name, sender), now, [], False)
+
+    _handlers: ClassVar[dict] = {
+        wire.Ping: _on_ping,
+        wire.PingReq: _on_ping_req,
+        wire.Ack: _on_ack,
+        wire.Nack: _on_nack,
+        wire.Alive: _on_alive,
+        wire.Suspect: _on_suspect,
+        wire.Dead: _on_dead,
+        wire.PushPull: _on_push_pull,
+    }
+
+    # ------------------------------------------------------------------ gossip & anti-entropy
+
+    def _gossip(self, now: float, out: list[Outgoing]) -> None:
+        if not self._bq:
+            return
+        p = self.profile
+        since = now - p.gossip_to_the_dead_time
+        budget = p.udp_buffer_size - 1 - (wire.TAG_LEN if self.key else 0)
+        for node in self._pick(p.gossip_nodes, (), since):
+            framed = self._take_broadcasts(budget)
+            if not framed:
+                break
+            self._send(out, node.addr, node.port, framed, piggyback=False)
+
+    def _state_list(self) -> list[wire.NodeState]:
+        return [
+            wire.NodeState(n.name, n.addr, n.port, n.tags, n.incarnation, n.status)
+            for n in self._nodes.values()
+        ]
+
+    def _send_push_pull(
+        self, out: list[Outgoing], addr: str, port: int, join: bool, reply: bool
+    ) -> None:
+        msg = wire.PushPull(
+            join, reply, self.name, self.addr, self.port, self.clock, self._state_list()
+        )
+        self._send(out, addr, port, [wire.encode_message(msg)], reliable=True)
+
+    def _periodic_push_pull(self, out: list[Outgoing]) -> None:
+        if self.leaving:
+            return
+        peers = self._pick(1, (), None)
+        if peers:
+            self._send_push_pull(out, peers[0].addr, peers[0].port, join=False, reply=False)
+
+    def _reconnect(self, out: list[Outgoing]) -> None:
+        """Like Serf: now and then try a failed node, in case the failure was a partition."""
+        if self.leaving:
+            return
+        failed = [n for n in self._down if self._nodes[n].status == STATUS_FAILED]
+        if not failed:
+            return
+        if self.rng.random() > len(failed) / max(1, self._live):
+            return
+        node = self._nodes[failed[self.rng.randrange(len(failed))]]
+        self._send_push_pull(out, node.addr, node.port, join=True, reply=False)
+
+    def _reap(self, now: float) -> None:
+        p = self.profile
+        for name in list(self._down):
+            node = self._nodes[name]
+            limit = p.tombstone_timeout if node.status == STATUS_LEFT else p.reconnect_timeout
+            if now - node.changed >= limit:
+                self._remove(name)
+                self._bq.pop(name, None)
+                self._emit("reap", node, now)
+
+    def _retry_join(self, js: _JoinState, now: float, out: list[Outgoing]) -> None:
+        if js.max_attempts and js.attempts >= js.max_attempts:
+            js.done = True
+            return
+        js.attempts += 1
+        js.history.append(now)
+        js.backoff = min(js.backoff * 2, self.profile.retry_join_max_interval)
+        js.next_at = now + js.backoff
+        for addr, port in js.seeds:
+            self._send_push_pull(out, addr, port, join=True, reply=False)
