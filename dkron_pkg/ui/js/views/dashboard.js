@@ -80,7 +80,7 @@ function nodesTable(members, leader) {
         ),
       ),
     ),
-    "Nodes",
+    "Cluster members",
   );
 }
 
