@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -46,6 +47,7 @@ _LEVEL_NAMES = {
 }
 
 logging.addLevelName(TRACE, "TRACE")
+_NON_ASCII = re.compile(r"[^\x20-\x7e]")
 
 
 def parse_level(level: str) -> int:
@@ -73,6 +75,23 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def _escape_unprintable(match: re.Match) -> str:
+    char = match.group(0)
+    if char.isprintable():
+        return char
+    cp = ord(char)
+    if cp > 0xFFFF:
+        cp -= 0x10000
+        return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+    return f"\\u{cp:04x}"
+
+
+def json_text(value: Any) -> str:
+    """JSON with readable non-ASCII text but every line-breaking or invisible character escaped."""
+    text = json.dumps(value, ensure_ascii=False)
+    return _NON_ASCII.sub(_escape_unprintable, text)
+
+
 def logfmt_value(value: Any) -> str:
     """A value as logfmt text: bare when safe, else double-quoted with escapes."""
     if isinstance(value, bool):
@@ -85,7 +104,7 @@ def logfmt_value(value: Any) -> str:
         text = str(value)
     if text and all(c > " " and c not in '"=\\' and c.isprintable() for c in text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return json_text(text)
 
 
 def _clean_key(key: str) -> str:
@@ -117,7 +136,7 @@ class _Formatter(logging.Formatter):
             if record.exc_info:
                 fields["error"] = self.formatException(record.exc_info)
         if self.json_lines:
-            return json.dumps({k: _plain(v) for k, v in fields.items()}, ensure_ascii=False)
+            return json_text({k: _plain(v) for k, v in fields.items()})
         return " ".join(f"{k}={logfmt_value(v)}" for k, v in fields.items())
 
 
