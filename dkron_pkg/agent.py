@@ -7,6 +7,7 @@ the committer (group commit into the store), so a write acknowledged with a 2xx 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import queue
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkron_pkg import __version__
@@ -31,6 +32,7 @@ from dkron_pkg.timefmt import format_rfc3339
 
 log = logging.getLogger("dkron.agent")
 
+LOOKAHEAD = timedelta(seconds=1)
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 
@@ -119,6 +121,7 @@ class Agent:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._timers: set[threading.Timer] = set()
+        self._ready: list[tuple[int, int, str]] = []  # committed launches awaiting their time
         self._follow_pool = ThreadPoolExecutor(4, thread_name_prefix="follow-up")
         self._timers_lock = threading.Lock()
         self._http = None
@@ -192,6 +195,11 @@ class Agent:
                     continue
                 self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
                 continue
+            if intent["cause"] in ("schedule", "catchup") and intent["scheduled_ns"] >= (
+                now_ns - int(self.core.late_grace.total_seconds() * 1e9)
+            ):
+                heapq.heappush(self._ready, (intent["scheduled_ns"], intent["group"], job["name"]))
+                continue
             if job.get("missed_runs", "skip") == "skip" and intent["cause"] in (
                 "schedule",
                 "catchup",
@@ -245,22 +253,41 @@ class Agent:
     # ----- scheduling ----------------------------------------------------------------------
 
     def _schedule_loop(self) -> None:
+        """Commit launch intents up to LOOKAHEAD early, then dispatch each at its second.
+
+        The intent's fsync happens before the scheduled time, so a run starts as soon as its
+        second begins; a crash in between leaves an open intent that `_recover` settles.
+        """
         while not self._stopping.is_set():
             with self._cond:
-                nxt = self.core.next_wakeup()
                 now = utcnow()
-                if nxt is None or nxt > now:
-                    wait = 60.0 if nxt is None else min(60.0, (nxt - now).total_seconds())
-                    self._cond.wait(timeout=max(wait, 0.0005))
+                now_ns = time.time_ns()
+                nxt = self.core.next_wakeup()
+                launches: list[Launch] = []
+                if nxt is not None and nxt <= now + LOOKAHEAD:
+                    launches = self.core.due(now + LOOKAHEAD)
+                ready: list[tuple[int, int, str]] = []
+                while self._ready and self._ready[0][0] <= now_ns:
+                    ready.append(heapq.heappop(self._ready))
+                if not launches and not ready:
+                    waits = [60.0]
+                    if nxt is not None:
+                        waits.append((nxt - LOOKAHEAD - now).total_seconds())
+                    if self._ready:
+                        waits.append((self._ready[0][0] - now_ns) / 1e9)
+                    self._cond.wait(timeout=max(min(waits), 0.0005))
                     continue
-                launches = self.core.due(now)
+            if ready:
+                members = self.members()
+                for scheduled_ns, group, name in ready:
+                    self._dispatch(name, group, 1, scheduled_ns, members)
             if launches:
                 try:
-                    self._launch(launches)
+                    self._commit_launches(launches)
                 except Exception:
-                    log.exception("launching %d runs failed", len(launches))
+                    log.exception("recording %d launches failed", len(launches))
 
-    def _launch(self, launches: list[Launch]) -> None:
+    def _commit_launches(self, launches: list[Launch]) -> None:
         now_ns = time.time_ns()
         commands = []
         for i, launch in enumerate(launches):
@@ -276,19 +303,30 @@ class Agent:
                 }
             )
         results = self.committer.submit(commands)
-        for cmd, result in zip(commands, results, strict=True):
-            if result.ok:
-                self._dispatch(cmd["name"], cmd["group"], 1, cmd["scheduled_ns"])
-            else:
-                log.info("launch of %s skipped: %s", cmd["name"], result.error)
+        with self._cond:
+            for cmd, result in zip(commands, results, strict=True):
+                if result.ok:
+                    heapq.heappush(self._ready, (cmd["scheduled_ns"], cmd["group"], cmd["name"]))
+                else:
+                    log.info("launch of %s skipped: %s", cmd["name"], result.error)
+            self._cond.notify_all()
 
-    def _dispatch(self, name: str, group: int, attempt: int, scheduled_ns: int | None) -> bool:
+    def _dispatch(
+        self,
+        name: str,
+        group: int,
+        attempt: int,
+        scheduled_ns: int | None,
+        members: list[dict] | None = None,
+    ) -> bool:
         job = self.store.get_job(name)
-        if job is None:
+        if job is None or (job.get("disabled") and scheduled_ns is not None):
             self.committer.submit_async([{"op": "close_intent", "group": group}])
             return False
         try:
-            targets = select_targets(name, job.get("tags"), self.members(), self.region, self.rng)
+            targets = select_targets(
+                name, job.get("tags"), members or self.members(), self.region, self.rng
+            )
         except TargetError as e:
             log.warning("%s", e)
             self.committer.submit_async([{"op": "close_intent", "group": group}])

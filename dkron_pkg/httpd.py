@@ -13,6 +13,7 @@ import json
 import logging
 import mimetypes
 import re
+import socket
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -252,7 +253,7 @@ class Api:
 
     def list_jobs(self, req: Request) -> Response:
         q = req.query
-        jobs = self.backend.store.list_jobs()
+        jobs, running = self.backend.store.jobs_view()
         meta_filters = {
             key[len("metadata[") : -1]: values[-1]
             for key, values in q.items()
@@ -283,7 +284,7 @@ class Api:
         if status:
             want = "" if status == "untriggered" else status
             if status == "running":
-                jobs = [j for j in jobs if j.get("running")]
+                jobs = [j for j in jobs if j["name"] in running]
             else:
                 jobs = [j for j in jobs if (j.get("status") or "") == want]
         disabled = req.arg("disabled")
@@ -315,7 +316,7 @@ class Api:
         end = _int_arg(req, "_end", total)
         start = max(0, min(start, total))
         end = max(start, min(end, total))
-        page = [self._public(j) for j in jobs[start:end]]
+        page = [self._public({**j, "running": j["name"] in running}) for j in jobs[start:end]]
         return Response(200, page, {"X-Total-Count": str(total)})
 
     def upsert_job(self, req: Request) -> Response:
@@ -591,6 +592,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = f"dkron-py/{__version__}"
     api: Api  # set on the subclass made by make_server
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)
 
@@ -721,9 +726,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Access-Control-Expose-Headers", "*")
         for key, value in headers.items():
             self.send_header(key, value)
-        self.end_headers()
+        # Headers and body leave in one write: split writes meet Nagle and delayed ACKs.
         if self.command != "HEAD":
-            self.wfile.write(data)
+            self._headers_buffer.append(b"\r\n" + data)
+            self.flush_headers()
+        else:
+            self.end_headers()
 
 
 class Server(ThreadingHTTPServer):

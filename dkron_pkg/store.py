@@ -143,6 +143,15 @@ class Store:
         with self._lock:
             return [self._decorate(j) for j in self._jobs.values()]
 
+    def jobs_view(self) -> tuple[list[dict], set[str]]:
+        """All jobs without copying (callers must not mutate them) and the running names.
+
+        The API filters and sorts 10,000 jobs per list request; copying each one first
+        would dominate that request's cost.
+        """
+        with self._lock:
+            return list(self._jobs.values()), {n for n, c in self._running.items() if c > 0}
+
     def job_names(self) -> list[str]:
         with self._lock:
             return list(self._jobs)
