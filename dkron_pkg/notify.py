@@ -9,7 +9,8 @@ webhook_payload, webhook_headers, plus ours: notify_on and node_name (the report
 ValueError naming the key) and starts one worker thread. `pre_execution(job, execution)` and
 `post_execution(job, execution, previous_status)` only render and enqueue, so they never wait
 on the network. The agent calls `post_execution` once per final execution record (after the
-last attempt), passing the job's `status` from before this execution; `close(timeout)` stops.
+last attempt), passing the job's `status` from before this execution, and optionally
+`group=` (every execution of that run, for `{{.Report}}`); `close(timeout)` stops.
 
 When (beyond Dkron, #712): `notify_on` is "always" (default, Dkron's behaviour), "failure"
 (only failed executions) or "change" (a failure after a success, a success after a failure;

@@ -50,6 +50,12 @@ def test_trim_markers_remove_surrounding_white_space():
     assert render("{{-3}}", DATA) == "-3"
 
 
+def test_nested_if_with_trim_markers_around_else():
+    tpl = "{{if .JobName -}}\n  {{if .Empty}}b{{else}}nb{{end}}\n{{- else -}}\n  none\n{{- end}}!"
+    assert render(tpl, DATA) == "nb!"
+    assert render(tpl, {**DATA, "JobName": ""}) == "none!"
+
+
 def test_escaping_functions_match_go():
     assert render("{{.Output | html}}", DATA) == ("line 1\nsays &#34;hi&#34; &amp; &lt;bye&gt;")
     assert render("{{js .Output}}", DATA) == (

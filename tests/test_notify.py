@@ -507,3 +507,18 @@ def test_header_parsing_keeps_colons_in_values():
     ]
     with pytest.raises(ValueError, match="line breaks"):
         parse_headers(["A: b\r\nInjected: 1"], "webhook_headers")
+
+
+def test_report_lists_every_execution_of_the_run(hook, notifiers):
+    h = hook()
+    n = notifiers(_config(webhook_endpoint=h.url, webhook_payload="{{.Report}}"))
+    other = {**FAILED_RUN, "node_name": "node2"}
+    n.post_execution(JOB, OK_RUN, previous_status="", group=[OK_RUN, other])
+    assert n.wait_idle(10)
+    assert h.requests[0][2] == (
+        "Executed nodes: 2\n"
+        "\t[Node]: node1 [Start]: 2026-01-01T00:00:00Z [End]: 2026-01-01T00:00:05Z "
+        "[Success]: true\n"
+        "\t[Node]: node2 [Start]: 2026-01-01T00:00:00Z [End]: 2026-01-01T00:00:05Z "
+        "[Success]: false\n"
+    )
