@@ -90,13 +90,23 @@ def test_search_filters_sort_and_pages_come_from_the_server(agent, jobs, page, t
     expect(page.get_by_label("Tags")).to_have_value("role=dkron")
 
 
-def test_bulk_toggle_and_delete_selected_jobs(agent, jobs, page, tmp_path):
-    agent.create_job("bulk-one")
-    agent.create_job("bulk-two")
+def test_bulk_run_toggle_and_delete_selected_jobs(agent, jobs, page, tmp_path):
+    agent.create_job("bulk-one", "echo one")
+    agent.create_job("bulk-two", "echo two")
     page.goto(f"{agent.base}/ui/#/jobs?q=bulk-")
     expect_rows(page, ["bulk-one", "bulk-two"])
-    page.get_by_label("Select all jobs on this page").check()
+    select_all = page.get_by_label("Select all jobs on this page")
+    select_all.check()
     expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    page.get_by_role("button", name="Run selected").click()
+    for name in ("bulk-one", "bulk-two"):
+        agent.wait_for(
+            lambda name=name: agent.call("GET", f"/v1/jobs/{name}")["status"] == "success",
+            what=f"{name} to run",
+        )
+    expect(page.locator("#jobs-table tbody .badge-success")).to_have_count(2, timeout=10_000)
+
+    select_all.check()
     page.get_by_role("button", name="Toggle selected").click()
     expect(page.locator("#jobs-table tbody .badge-disabled")).to_have_count(2)
     assert agent.call("GET", "/v1/jobs/bulk-one")["disabled"] is True

@@ -153,6 +153,7 @@ export async function renderJobForm(ctx, name) {
   const formError = h("div", { class: "form-error", id: "form-error", role: "alert" });
   const previewBox = h("div", { id: "schedule-preview", "aria-live": "polite" });
   let extras = {}; // fields this form has no control for (kept as they are)
+  let configTouched = editing; // until someone edits the config, an executor change resets it
 
   const isCheckbox = (k) => k === "disabled" || k === "ephemeral";
 
@@ -208,6 +209,7 @@ export async function renderJobForm(ctx, name) {
   }
 
   function onJsonInput() {
+    configTouched = true;
     let parsed;
     try {
       parsed = JSON.parse(jsonView.value);
@@ -366,12 +368,13 @@ export async function renderJobForm(ctx, name) {
   form.addEventListener("input", (ev) => {
     if (ev.target === jsonView) return onJsonInput();
     const control = ev.target;
+    if (kv.executor_config.contains(control)) configTouched = true;
     if (control.getAttribute("aria-invalid") === "true" && control !== el.schedule) control.removeAttribute("aria-invalid");
     sync();
     if ([el.schedule, el.timezone, el.parent_job].includes(control)) schedulePreview();
   });
   form.addEventListener("change", (ev) => {
-    if (ev.target === el.executor && kv.executor_config.isEmpty()) {
+    if (ev.target === el.executor && !configTouched) {
       const defaults = EXECUTOR_DEFAULTS[el.executor.value.trim()];
       if (defaults) kv.executor_config.write(defaults);
     }

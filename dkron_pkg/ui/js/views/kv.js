@@ -3,7 +3,7 @@
 import { h } from "../dom.js";
 
 /**
- * kvEditor("tags", "Target tags", onChange) -> {el, read, write, isEmpty, keyInput, firstInput}.
+ * kvEditor("tags", "Target tags", onChange) -> {el, read, write, contains, keyInput, firstInput}.
  * read() returns a plain object (empty rows skipped); the error slot is #err-<field>.
  */
 export function kvEditor(field, label, onChange) {
@@ -93,8 +93,8 @@ export function kvEditor(field, label, onChange) {
         addRow(k, typeof v === "string" ? v : JSON.stringify(v));
       }
     },
-    isEmpty() {
-      return Object.keys(this.read()).every((k) => !this.read()[k]);
+    contains(node) {
+      return el.contains(node);
     },
     keyInput(key) {
       for (const input of rows.querySelectorAll(".kv-key")) {
