@@ -43,7 +43,7 @@ export async function renderPreview(box, job) {
   clear(box);
   const jobZone = job.timezone || "";
   const mine = viewerZone();
-  const jobLabel = jobZone ? `Job zone (${jobZone})` : "Job zone (server local, shown as UTC)";
+  const jobLabel = jobZone ? `Job zone (${jobZone})` : "UTC (the job has no zone: server local time)";
   append(box, [
     preview.description ? h("p", { class: "preview-description" }, preview.description) : null,
     job.disabled ? h("p", { class: "muted" }, "The job is disabled: these runs will not happen until it is enabled.") : null,
