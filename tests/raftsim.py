@@ -22,12 +22,13 @@ import hashlib
 import heapq
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from linearizability import CAS, GET, PUT, Op, check_kv
 
-from dkron_pkg.raft_messages import Entry, EntryKind, decode, encode
+from dkron_pkg.raft_messages import Entry, EntryKind, Message, TimeoutNow, decode, encode
 from dkron_pkg.raftlog import (
     Compacted,
     ConfChange,
@@ -37,6 +38,7 @@ from dkron_pkg.raftlog import (
     RaftConfig,
     RaftNode,
     Ready,
+    Refused,
     Role,
     Snapshot,
     StorageState,
@@ -276,6 +278,7 @@ class Simulation:
         self.violations: list[str] = []
         self.faults_on = True
         self.chaos = False
+        self.crash_before_next_fsync: set[str] = set()
         self.failover_start: int | None = None
         self.failover_term = 0
         self.failover_ms: int | None = None
@@ -424,7 +427,9 @@ class Simulation:
                 node.storage.write_hard_state(rd.hard_state)
             if self.cfg.unsafe_send_before_fsync:
                 self.send_all(node, rd)
-            if self.chaos and self.rng.random() < self.cfg.crash_before_fsync:
+            crash_now = node.id in self.crash_before_next_fsync
+            if crash_now or (self.chaos and self.rng.random() < self.cfg.crash_before_fsync):
+                self.crash_before_next_fsync.discard(node.id)
                 self._crash(node.id)
                 self.at(self.now + self.rng.randint(50, 400), "restart", node.id)
                 return
@@ -800,6 +805,90 @@ class Simulation:
             events=self.events,
             leaders=len(self.leader_of_term),
         )
+
+
+Filter = Callable[[Message], "bool | Message"]
+
+
+class Cluster(Simulation):
+    """Scripted harness for named scenarios: the test decides which messages arrive and when
+    time moves; every step runs the same safety checks as the seeded simulator."""
+
+    def __init__(self, voters: int, raft: RaftConfig | None = None, seed: int = 0) -> None:
+        cfg = SimConfig(
+            voters=voters,
+            raft=raft or RaftConfig(),
+            snapshot_every=10**9,
+            membership_changes=False,
+        )
+        super().__init__(seed, cfg)
+        self.outbox: list[Message] = []
+        self.ops = 0
+        for node in self.nodes.values():
+            node.start()
+            node.raft.tick(0)
+
+    def send(self, src: str, frame: bytes, dst: str) -> None:
+        if (src, dst) not in self.blocked:
+            self.outbox.append(decode(frame))
+
+    def _on_restart(self, node_id: str) -> None:
+        """Scripted runs restart nodes explicitly."""
+
+    def raft(self, node_id: str) -> RaftNode:
+        return self.nodes[node_id].raft
+
+    def deliver(self, allow: Filter | None = None, rounds: int = 200) -> None:
+        """Deliver queued messages (and those they cause) until quiet. `allow(msg)` returns
+        False to drop a message, True to deliver it, or a replacement message to deliver."""
+        for _ in range(rounds):
+            if not self.outbox:
+                return
+            batch, self.outbox = self.outbox, []
+            for msg in batch:
+                verdict = True if allow is None else allow(msg)
+                if verdict is False or verdict is None:
+                    continue
+                if verdict is not True:
+                    msg = verdict
+                node = self.nodes.get(msg.dst)
+                if node is not None and node.alive:
+                    node.raft.step(msg)
+                    self.process(node)
+                    self._check_global()
+
+    def tick(self, ms: int, allow: Filter | None = None) -> None:
+        """Move time forward in 10 ms steps, ticking every node and delivering in between."""
+        for _ in range(max(1, ms // 10)):
+            self.now += 10
+            for node in list(self.nodes.values()):
+                if node.alive:
+                    node.raft.tick(self.now)
+                    self.process(node)
+            self._check_global()
+            self.deliver(allow)
+
+    def campaign(self, node_id: str, allow: Filter | None = None) -> None:
+        """Make `node_id` start an election now (as TimeoutNow would) and run it."""
+        raft = self.raft(node_id)
+        raft.step(TimeoutNow(raft.term, "test", node_id))
+        self.process(self.nodes[node_id])
+        self._check_global()
+        self.deliver(allow)
+
+    def put(self, node_id: str, key: str, value: str) -> Proposal | NotLeader | Refused:
+        self.ops += 1
+        cmd = {"id": f"t{self.ops}", "op": PUT, "key": key, "value": value, "expected": None}
+        result = self.raft(node_id).propose(json.dumps(cmd, sort_keys=True).encode())
+        self.process(self.nodes[node_id])
+        return result
+
+    def crash(self, node_id: str) -> None:
+        self._crash(node_id)
+
+    def restart(self, node_id: str) -> None:
+        self._restart(node_id)
+        self.nodes[node_id].raft.tick(self.now)
 
 
 def run_seed(seed: int, cfg: SimConfig | None = None) -> Outcome:
