@@ -224,10 +224,10 @@ def _parse_cached(spec: str, timezone: str, job_name: str, _local_key: str | Non
     text = spec.strip()
     if not text:
         raise parse_error("the schedule is empty")
-    head, _, rest = text.partition(" ")
+    head, *rest = text.split(None, 1)
     if head.startswith(("TZ=", "CRON_TZ=")):
         tz = _prefix_zone(head)
-        text = rest.strip()
+        text = rest[0] if rest else ""
         if not text:
             raise parse_error(f'nothing follows "{head}"')
     if text.startswith("@"):
@@ -248,8 +248,8 @@ def _prefix_zone(head: str) -> tzinfo:
 
 
 def _parse_descriptor(spec: str, text: str, tz: tzinfo) -> Schedule:
-    word, _, arg = text.partition(" ")
-    arg = arg.strip()
+    word, *rest = text.split(None, 1)
+    arg = rest[0].strip() if rest else ""
     key = word.lower()
     if key in _DESCRIPTORS:
         if arg:

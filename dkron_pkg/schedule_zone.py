@@ -67,20 +67,16 @@ def _zone_from_path(path: Path) -> tzinfo:
     """A zone file, named by its IANA key when the path shows it (…/zoneinfo/Europe/Berlin)."""
     resolved = str(path.resolve())
     if "/zoneinfo/" in resolved:
-        key = resolved.split("/zoneinfo/", 1)[1]
-        for prefix in ("posix/", "right/"):
-            key = key.removeprefix(prefix)
+        key = resolved.split("/zoneinfo/", 1)[1].removeprefix("posix/").removeprefix("right/")
         try:
             return ZoneInfo(key)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             pass
-    if path.name != "localtime" or not Path("/etc/timezone").exists():
-        try:
-            with open(path, "rb") as fobj:
-                return ZoneInfo.from_file(fobj, key="localtime")
-        except (OSError, ValueError):
-            return ZoneInfo("UTC")
-    return _zone_or_utc(Path("/etc/timezone").read_text().strip())
+    try:
+        with open(path, "rb") as fobj:
+            return ZoneInfo.from_file(fobj, key=path.name)
+    except (OSError, ValueError):
+        return ZoneInfo("UTC")
 
 
 class Segment:
@@ -102,8 +98,9 @@ class ZoneTimeline:
         self.tz = tz
         self._fixed = isinstance(tz, timezone)
         self._done: set[int] = set()
-        self._times: list[int] = []
-        self._changes: list[tuple[int, int]] = []  # (offset before, offset after)
+        # (transition instants, (offset before, offset after) of each); replaced as a whole,
+        # so that readers in other threads always see the two lists agree
+        self._state: tuple[list[int], list[tuple[int, int]]] = ([], [])
         self._lock = threading.Lock()
 
     def offset_at(self, instant: int) -> int:
@@ -117,19 +114,21 @@ class ZoneTimeline:
         offset = self.offset_at(instant)
         if self._fixed:
             return Segment(None, offset, offset, None)
-        first = (instant - 2 * 86400) >> _CHUNK_BITS
+        first = (instant - 3 * 86400) >> _CHUNK_BITS
         for chunk in range(first, (instant >> _CHUNK_BITS) + 1):
             self._ensure(chunk)
-        i = bisect.bisect_right(self._times, instant)
-        start, prev = None, offset
-        if i > 0 and self._times[i - 1] >= instant - 2 * 86400:
-            start, prev = self._times[i - 1], self._changes[i - 1][0]
+        times, changes = self._state
+        i = bisect.bisect_right(times, instant)
         chunk = instant >> _CHUNK_BITS
-        while i >= len(self._times) and (chunk << _CHUNK_BITS) <= horizon:
+        while i >= len(times) and (chunk << _CHUNK_BITS) <= horizon:
             chunk += 1
             self._ensure(chunk)
-            i = bisect.bisect_right(self._times, instant)
-        end = self._times[i] if i < len(self._times) and self._times[i] <= horizon else None
+            times, changes = self._state
+            i = bisect.bisect_right(times, instant)
+        start, prev = None, offset
+        if i > 0 and times[i - 1] >= instant - 2 * 86400:
+            start, prev = times[i - 1], changes[i - 1][0]
+        end = times[i] if i < len(times) and times[i] <= horizon else None
         return Segment(start, prev, offset, end)
 
     def _ensure(self, chunk: int) -> None:
@@ -150,11 +149,13 @@ class ZoneTimeline:
                 if off != prev_off:
                     found.append(self._bisect(prev_t, t, prev_off))
                 prev_t, prev_off = t, off
+            times, changes = list(self._state[0]), list(self._state[1])
             for when, before, after in found:
                 if MIN_EPOCH < when < MAX_EPOCH:
-                    j = bisect.bisect_left(self._times, when)
-                    self._times.insert(j, when)
-                    self._changes.insert(j, (before, after))
+                    j = bisect.bisect_left(times, when)
+                    times.insert(j, when)
+                    changes.insert(j, (before, after))
+            self._state = (times, changes)
             self._done.add(chunk)
 
     def _bisect(self, lo: int, hi: int, lo_off: int) -> tuple[int, int, int]:

@@ -223,6 +223,11 @@ def test_manually_and_reboot_never_fire_by_themselves():
 # --- time zones --------------------------------------------------------------------------
 
 
+def test_fields_may_be_separated_by_any_whitespace():
+    assert fires("CRON_TZ=Asia/Tokyo\t0  0\t12 * * *", 1) == [utc(2024, 1, 1, 3)]
+    assert fires("  @every\t90s ", 1) == [utc(2024, 1, 1, 0, 1, 30)]
+
+
 def test_job_zone_moves_the_fire_time():
     assert fires("0 30 8 * * *", 1, tz="Europe/Berlin") == [utc(2024, 1, 1, 7, 30)]
     assert fires("0 30 8 * * *", 1, tz="America/New_York") == [utc(2024, 1, 1, 13, 30)]
@@ -252,6 +257,10 @@ def test_local_timezone_follows_tz(monkeypatch):
     monkeypatch.setenv("TZ", ":Asia/Tokyo")
     assert local_timezone() == ZoneInfo("Asia/Tokyo")
     assert fires("0 0 12 * * *", 1, tz="") == [utc(2024, 1, 1, 3)]
+    monkeypatch.setenv("TZ", "/usr/share/zoneinfo/America/Denver")
+    assert local_timezone() == ZoneInfo("America/Denver")
+    monkeypatch.setenv("TZ", "")
+    assert local_timezone() == ZoneInfo("UTC")
     monkeypatch.setenv("TZ", "No/Such_Zone")
     assert local_timezone().utcoffset(datetime(2024, 7, 1)) == timedelta(0)
     monkeypatch.delenv("TZ")
