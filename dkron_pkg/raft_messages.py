@@ -262,25 +262,59 @@ def _field_kind(cls: type, name: str) -> str:
     return "u64"
 
 
-_SCHEMA = {cls: [(f.name, _field_kind(cls, f.name)) for f in fields(cls)] for cls in _TYPES}
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Wire layout of one message type: fixed-size fields packed by one struct, then the
+    sender and receiver names, then variable-size fields."""
+
+    code: int
+    fixed_names: tuple[str, ...]
+    flag_names: frozenset[str]
+    fixed: struct.Struct
+    tail: tuple[tuple[str, str], ...]
+
+
+def _layout(code: int, cls: type) -> _Layout:
+    fixed_names: list[str] = []
+    fmt = ">BB"
+    tail = []
+    flags = set()
+    for f in fields(cls):
+        kind = _field_kind(cls, f.name)
+        if kind == "u64":
+            fixed_names.append(f.name)
+            fmt += "Q"
+        elif kind == "flag":
+            fixed_names.append(f.name)
+            flags.add(f.name)
+            fmt += "B"
+        elif kind != "text":
+            tail.append((f.name, kind))
+    return _Layout(code, tuple(fixed_names), frozenset(flags), struct.Struct(fmt), tuple(tail))
+
+
+_LAYOUT = {cls: _layout(code, cls) for cls, code in _TYPE_CODE.items()}
+_LAYOUT_BY_CODE = {layout.code: (cls, layout) for cls, layout in _LAYOUT.items()}
 
 
 def encode(msg: Message) -> bytes:
-    """Serialize a message: version byte, type byte, then its fields in declaration order."""
-    code = _TYPE_CODE.get(type(msg))
-    if code is None:
+    """Serialize a message: version and type bytes with the fixed-size fields, the sender and
+    receiver names, then entries, snapshot metadata or snapshot data."""
+    layout = _LAYOUT.get(type(msg))
+    if layout is None:
         raise TypeError(f"not a Raft message: {type(msg).__name__}")
+    values = [getattr(msg, name) for name in layout.fixed_names]
+    try:
+        head = layout.fixed.pack(WIRE_VERSION, layout.code, *values)
+    except struct.error as exc:
+        raise ValueError(f"{type(msg).__name__}: field out of range ({exc})") from exc
     out = _Writer()
-    out.parts.append(bytes((WIRE_VERSION, code)))
-    for name, kind in _SCHEMA[type(msg)]:
+    out.parts.append(head)
+    out.text(msg.src)
+    out.text(msg.dst)
+    for name, kind in layout.tail:
         value: Any = getattr(msg, name)
-        if kind == "u64":
-            out.u64(value)
-        elif kind == "flag":
-            out.flag(value)
-        elif kind == "text":
-            out.text(value)
-        elif kind == "blob":
+        if kind == "blob":
             out.blob(value)
         elif kind == "entries":
             out.parts.append(_U32.pack(len(value)))
@@ -304,19 +338,25 @@ def decode(data: bytes) -> Message:
         raise DecodeError("truncated: a message needs at least a version and a type byte")
     if data[0] != WIRE_VERSION:
         raise DecodeError(f"unsupported wire version {data[0]} (expected {WIRE_VERSION})")
-    if not 1 <= data[1] <= len(_TYPES):
+    found = _LAYOUT_BY_CODE.get(data[1])
+    if found is None:
         raise DecodeError(f"unknown message type {data[1]}")
-    cls = _TYPES[data[1] - 1]
-    reader = _Reader(data, 2)
+    cls, layout = found
+    if len(data) < layout.fixed.size:
+        raise DecodeError(f"truncated: {cls.__name__} needs at least {layout.fixed.size} bytes")
+    fixed = layout.fixed.unpack_from(data)
     values: dict[str, Any] = {}
-    for name, kind in _SCHEMA[cls]:
-        if kind == "u64":
-            values[name] = reader.u64(name)
-        elif kind == "flag":
-            values[name] = reader.flag(name)
-        elif kind == "text":
-            values[name] = reader.text(name)
-        elif kind == "blob":
+    for name, raw in zip(layout.fixed_names, fixed[2:], strict=True):
+        if name in layout.flag_names:
+            if raw > 1:
+                raise DecodeError(f"{name}: boolean byte must be 0 or 1, got {raw}")
+            raw = raw == 1
+        values[name] = raw
+    reader = _Reader(data, layout.fixed.size)
+    values["src"] = reader.text("src")
+    values["dst"] = reader.text("dst")
+    for name, kind in layout.tail:
+        if kind == "blob":
             values[name] = reader.blob(name)
         elif kind == "entries":
             count = _U32.unpack(reader.take(4, "entry count"))[0]

@@ -311,12 +311,12 @@ class Simulation:
             node.start()
             self.at(self.rng.randint(0, self.cfg.tick_ms), "tick", node.id)
 
-    def run(self, failover: bool = True) -> Outcome:
+    def run(self, failover: bool = True, warmup_ms: int = 600) -> Outcome:
         """Warm up, crash the leader once (failover sample), then chaos, then quiesce."""
         self.start_all()
         for client in range(self.cfg.clients):
             self.at(self.rng.randint(0, 50), "client", client)
-        self.run_until(1000)
+        self.run_until(warmup_ms)
         if failover:
             self.measure_failover()
         end = self.now + self.cfg.duration_ms
@@ -891,10 +891,10 @@ class Cluster(Simulation):
         self.nodes[node_id].raft.tick(self.now)
 
 
-def run_seed(seed: int, cfg: SimConfig | None = None) -> Outcome:
+def run_seed(seed: int, cfg: SimConfig | None = None, failover: bool = True) -> Outcome:
     """Run one seed; a safety violation ends the run early and is reported in the outcome."""
     sim = Simulation(seed, cfg)
     try:
-        return sim.run()
+        return sim.run(failover=failover)
     except SafetyViolation:
         return Outcome(sim.violations, sim.trace.hexdigest(), sim.history, None, 0, sim.events, 0)
