@@ -21,10 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dkron_pkg import __version__
+from dkron_pkg import __version__, logs, metrics
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
+from dkron_pkg.notify import Notifier
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
@@ -126,8 +127,25 @@ class Agent:
         self._timers_lock = threading.Lock()
         self._http = None
         self._threads: list[threading.Thread] = []
+        self.notifier = Notifier(config)
+        self._sinks: list[metrics.StatsdSink] = []
+        self._start_sinks(config)
         self.started_at = time.time()
         self.leave_requested = threading.Event()
+
+    def _start_sinks(self, config: Any) -> None:
+        for sink in self._sinks:
+            metrics.REGISTRY.remove_sink(sink)
+            sink.close()
+        self._sinks = []
+        if getattr(config, "statsd_addr", ""):
+            self._sinks.append(metrics.StatsdSink(config.statsd_addr))
+        if getattr(config, "dog_statsd_addr", ""):
+            tags = [*getattr(config, "dog_statsd_tags", []), f"host:{self.node_name}"]
+            self._sinks.append(metrics.StatsdSink(config.dog_statsd_addr, True, tags))
+        for sink in self._sinks:
+            sink.start()
+            metrics.REGISTRY.add_sink(sink)
 
     def _apply_config(self, config: Any) -> None:
         self.config = config
@@ -208,7 +226,9 @@ class Agent:
                 self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
             else:
                 log.info("launch of %s interrupted by a restart: running it now", job["name"])
-                self._start_run(job, intent["group"], intent.get("attempt", 1), None)
+                self._start_run(
+                    job, intent["group"], intent.get("attempt", 1), intent["scheduled_ns"]
+                )
 
     def stop(self, graceful: bool = True) -> None:
         """Stop scheduling, let running jobs finish (up to shutdown_timeout), then exit."""
@@ -237,6 +257,10 @@ class Agent:
             self._http.server_close()
         self.committer.close()
         self.store.close()
+        self.notifier.close(timeout=5)
+        for sink in self._sinks:
+            metrics.REGISTRY.remove_sink(sink)
+            sink.close()
         _unlock_data_dir(self._lock_handle)
         self._stopped.set()
         log.info("agent %s stopped", self.node_name)
@@ -247,7 +271,12 @@ class Agent:
 
     def reload(self, config: Any) -> None:
         """SIGHUP: apply the new configuration (token, tags, limits, notifications)."""
+        notifier = Notifier(config)  # raises on a bad template: keep the old one then
+        old, self.notifier = self.notifier, notifier
+        old.close(timeout=5)
         self._apply_config(config)
+        self._start_sinks(config)
+        logs.setup(config.log_level, bool(getattr(config, "log_json", False)))
         log.info("configuration reloaded from %s", getattr(config, "config_file", "") or "flags")
 
     # ----- scheduling ----------------------------------------------------------------------
@@ -337,11 +366,13 @@ class Agent:
         return True
 
     def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
-        log.info("launch job=%s group=%d attempt=%d", job["name"], group, attempt)
+        logs.event("launch", job=job["name"], group=group, attempt=attempt)
         self.runner.start(job, group, attempt, scheduled_ns)
 
-    def _on_started(self, execution: dict) -> None:
+    def _on_started(self, job: dict, execution: dict) -> None:
         self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+        self.notifier.pre_execution(job, execution)
+        metrics.set_running_executions(self.runner.running_count())
 
     def _on_finished(self, job: dict, execution: dict, stopped: bool) -> None:
         execution = self._process(job, execution)
@@ -370,12 +401,26 @@ class Agent:
             results = fut.result()
         except Exception:  # noqa: BLE001 - the committer already logged the failure
             return
-        log.info(
-            "finish job=%s execution=%s success=%s",
-            job["name"],
-            execution["id"],
-            execution["success"],
+        duration = (time.time_ns() - execution["started_ns"]) / 1e9
+        logs.event(
+            "finish",
+            job=job["name"],
+            execution=execution["id"],
+            attempt=execution["attempt"],
+            success=execution["success"],
+            duration=round(duration, 3),
         )
+        metrics.execution_finished(job["name"], execution["success"], duration)
+        metrics.set_running_executions(self.runner.running_count())
+        scheduled_ns, started_ns = (
+            execution.get("scheduled_ns"),
+            execution.get("process_started_ns"),
+        )
+        if scheduled_ns and started_ns:
+            metrics.launch_lateness((started_ns - scheduled_ns) / 1e9)
+        for f in results[0].follow_ups:
+            if f["action"] == "finished":
+                self.notifier.post_execution(job, execution, f["previous_status"])
         self._handle_follow_ups(results[0].follow_ups)
 
     def _handle_follow_ups(self, follow_ups: list[dict]) -> None:
@@ -397,7 +442,7 @@ class Agent:
             job = self.store.get_job(f["job_name"])
             if job is None:
                 return
-            log.info("retry job=%s attempt=%d", f["job_name"], f["attempt"])
+            logs.event("retry", job=f["job_name"], attempt=f["attempt"])
             self._start_run(job, f["group"], f["attempt"], None)
 
         timer = threading.Timer(f["delay"], fire)
@@ -580,11 +625,10 @@ class Agent:
     def metrics_text(self) -> str | None:
         if not getattr(self.config, "enable_prometheus", False):
             return None
-        try:
-            from dkron_pkg import metrics
-        except ImportError:
-            return ""
-        return metrics.render_prometheus()
+        return metrics.REGISTRY.render_prometheus()
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        metrics.api_request(route, method, status, seconds)
 
     def debug_vars(self) -> dict:
         return {
@@ -621,14 +665,11 @@ def _unlock_data_dir(handle: Any) -> None:
 
 def run_agent(config: Any, reload: Callable[[], Any] | None = None) -> int:
     """Run an agent until SIGTERM/SIGINT (graceful) or /v1/leave; SIGHUP reloads config."""
-    logging.basicConfig(
-        level=getattr(logging, str(getattr(config, "log_level", "info")).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.setup(str(getattr(config, "log_level", "info")), bool(getattr(config, "log_json", False)))
     try:
         agent = Agent(config)
         agent.start()
-    except OSError as e:
+    except (OSError, ValueError, RuntimeError) as e:
         log.error("cannot start the agent: %s", e)
         print(f"dkron: error: cannot start the agent: {e}", flush=True)
         return 1

@@ -19,12 +19,14 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dkron_pkg import __version__
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
-from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, parse_rfc3339
+from dkron_pkg.metrics import PROMETHEUS_CONTENT_TYPE
+from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
 log = logging.getLogger("dkron.http")
 
@@ -83,8 +85,10 @@ def _tz_for(job: dict | None):
 def public_execution(ex: dict, tz=None, output_limit: int | None = None) -> dict:
     """An execution as Dkron's API shows it; times in the job's zone when it has one."""
     out = {k: ex.get(k) for k in PUBLIC_EXECUTION_FIELDS}
+    scheduled_ns = ex.get("scheduled_ns")
+    out["scheduled_at"] = format_rfc3339(ns_to_datetime(scheduled_ns)) if scheduled_ns else None
     if tz is not None:
-        for key in ("started_at", "finished_at"):
+        for key in ("started_at", "finished_at", "scheduled_at"):
             if out[key] and out[key] != ZERO_TIME:
                 out[key] = format_rfc3339(parse_rfc3339(out[key]), tz)
     output = out.get("output") or ""
@@ -96,20 +100,6 @@ def public_execution(ex: dict, tz=None, output_limit: int | None = None) -> dict
         else:
             out["output_truncated"] = False
     return out
-
-
-def _sort_key(value: Any) -> tuple:
-    if value is None or False:
-        return (0, "")
-    if isinstance(value, bool):
-        return (1, int(value))
-    if isinstance(value, int | float):
-        return (1, value)
-    if isinstance(value, str):
-        if value == ZERO_TIME:
-            return (0, "")
-        return (2, value)
-    return (0, "")
 
 
 def _time_sort_key(value: str | None) -> float:
@@ -224,7 +214,7 @@ class Api:
         text = self.backend.metrics_text()
         if text is None:
             raise ApiError(404, "metrics are disabled (start the agent with --enable-prometheus)")
-        return Response(200, text.encode(), {"Content-Type": "text/plain; version=0.0.4"})
+        return Response(200, text.encode(), {"Content-Type": PROMETHEUS_CONTENT_TYPE})
 
     def debug_vars(self, req: Request) -> Response:
         return Response(200, self.backend.debug_vars())
@@ -307,8 +297,12 @@ class Api:
             jobs.sort(key=lambda j: (_time_sort_key(nexts[j["name"]]), j["name"]))
         elif field in ("last_success", "last_error"):
             jobs.sort(key=lambda j: (_time_sort_key(j.get(field)), j["name"]))
+        elif field == "name":
+            jobs.sort(key=itemgetter("name"))
+        elif field in ("success_count", "error_count"):
+            jobs.sort(key=lambda j: (j.get(field) or 0, j["name"]))
         else:
-            jobs.sort(key=lambda j: (_sort_key(j.get(field)), j["name"]))
+            jobs.sort(key=lambda j: (j.get(field) or "", j["name"]))
         if order.upper() == "DESC":
             jobs.reverse()
         total = len(jobs)
@@ -622,14 +616,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         started = time.monotonic()
+        self._status = 0
         url = urlsplit(self.path)
         path = url.path
         query = parse_qs(url.query, keep_blank_values=True)
         pretty = "pretty" in query
-        route = path
+        route = "unmatched"  # a bounded label for metrics, never the raw path
         try:
             body = self._read_body()
             if path == "/" or path == "/ui" or path.startswith("/ui/"):
+                route = "ui"
                 self._static(path)
                 return
             if path != "/health" and not self._authorized():
@@ -652,7 +648,7 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             observe = getattr(self.api.backend, "observe_request", None)
             if observe:
-                observe(route, method, time.monotonic() - started)
+                observe(route, method, self._status, time.monotonic() - started)
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -713,6 +709,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(resp.status, data, ctype, resp.headers)
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
+        self._status = status
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))

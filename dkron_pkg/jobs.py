@@ -7,6 +7,7 @@ server-maintained fields (counters, status, next, dependent_jobs) itself.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from dkron_pkg.durations import parse_duration
@@ -51,6 +52,8 @@ SERVER_FIELDS: dict[str, Any] = {
     "next": None,
 }
 
+# Fields we add to what the API returns; clients may send a job back with them.
+READ_ONLY_EXTRAS = {"running"}
 MISSED_RUN_POLICIES = ("skip", "once", "all")
 MAX_MISSED_RUNS_LIMIT = 1000
 
@@ -200,6 +203,12 @@ def normalize_job(payload: Any) -> dict[str, Any]:
         raise JobError(
             f"Unable to parse payload: a job must be a JSON object, got {_type_name(payload)}"
         )
+    unknown = sorted(set(payload) - set(USER_FIELDS) - set(SERVER_FIELDS) - READ_ONLY_EXTRAS)
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(USER_FIELDS), n=1)
+        hint = f' (did you mean "{close[0]}"?)' if close else ""
+        raise JobError(f'Unable to parse payload: unknown field "{key}"{hint}', key)
     job: dict[str, Any] = {}
     for key in (
         "name",

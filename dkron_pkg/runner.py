@@ -36,7 +36,7 @@ class Runner:
     def __init__(
         self,
         node_name: str,
-        on_started: Callable[[dict], None],
+        on_started: Callable[[dict, dict], None],
         on_finished: Callable[[dict, dict, bool], None],
     ):
         self.node_name = node_name
@@ -65,7 +65,7 @@ class Runner:
         run = ActiveRun(execution, OutputTail())
         with self._lock:
             self._active[execution["id"]] = run
-        self._on_started(dict(execution))
+        self._on_started(job, dict(execution))
         thread = threading.Thread(
             target=self._run, args=(job, run), name=f"run-{job['name']}", daemon=True
         )

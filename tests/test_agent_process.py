@@ -6,8 +6,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 from agent_support import ROOT, AgentProcess, Client, shell_job
+
+from dkron_pkg.timefmt import parse_rfc3339
 
 
 def test_acknowledged_jobs_survive_kill_9(tmp_path):
@@ -139,5 +142,29 @@ def test_each_scheduled_second_is_launched_once(tmp_path):
         seconds = [ex["started_at"][:19] for ex in exs]
         assert len(seconds) == len(set(seconds)), seconds
         assert len({ex["group"] for ex in exs}) == len(exs)
+    finally:
+        node.stop()
+
+
+def test_missed_runs_once_catches_up_one_run_after_downtime(tmp_path):
+    node = AgentProcess(tmp_path / "data").start()
+    c = node.client
+    due = int(time.time()) + 4
+    due_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(due))
+    try:
+        for policy in ("once", "skip"):
+            body = shell_job(f"catch-{policy}", "true", schedule=f"@at {due_text}")
+            body["missed_runs"] = policy
+            assert c.post("/v1/jobs", body).status == 201
+        assert node.stop() == 0  # down before the due time...
+        assert time.time() < due - 1
+        time.sleep(max(0.0, due + 8 - time.time()))  # ...and back well after it
+        node.start()
+        exs = c.wait_for(lambda: c.get("/v1/jobs/catch-once/executions").json())
+        assert len(exs) == 1
+        assert parse_rfc3339(exs[0]["scheduled_at"]).timestamp() == due
+        time.sleep(1)
+        assert c.get("/v1/jobs/catch-skip/executions").json() == []
+        assert len(c.get("/v1/jobs/catch-once/executions").json()) == 1
     finally:
         node.stop()

@@ -83,6 +83,8 @@ def test_unknown_endpoint_and_method(node):
 
 def test_create_returns_201_with_location_and_defaults(node):
     r = node.post("/v1/jobs", shell_job("create-me", "true", schedule="@every 1h"))
+    # What GET returns can be sent back unchanged (server fields are accepted and ignored).
+    assert node.post("/v1/jobs", r.json()).status == 201
     assert r.status == 201
     assert r.headers["Location"] == "/v1/jobs/create-me"
     job = r.json()
@@ -134,6 +136,7 @@ def test_read_your_write_no_404_after_201(node):
         ({"name": "self", "schedule": "@daily", "parent_job": "self"}, "own parent", ""),
         ({"name": "mr", "schedule": "@daily", "missed_runs": "maybe"}, "missed_runs", ""),
         (["not", "an", "object"], "JSON object", ""),
+        ({"name": "typo", "schedual": "@daily"}, 'did you mean "schedule"', "schedual"),
     ],
 )
 def test_bad_jobs_get_400_with_a_clear_message_and_change_nothing(node, payload, fragment, field):
@@ -350,6 +353,12 @@ def test_scheduled_job_fires_by_itself(node):
     node.post("/v1/jobs", shell_job("tick", "echo tick", schedule="@every 1s"))
     exs = finished(node, "tick", 2)
     assert all(e["success"] for e in exs)
+    # Each run names the scheduled time it served; consecutive ones are 1 s apart.
+    times = sorted(e["scheduled_at"] for e in exs)
+    assert len(set(times)) == len(times)
+    node.post("/v1/jobs/tick/run")
+    manual = [e for e in finished(node, "tick", len(exs) + 1) if e["scheduled_at"] is None]
+    assert manual  # a manual run has no scheduled time
     node.delete("/v1/jobs/tick")
 
 
