@@ -218,7 +218,16 @@ class Browser:
     def new_page(self) -> Any:
         page = self.context.new_page()
         page.on("pageerror", lambda err: self.page_errors.append(str(err)))
+        page.on("console", self._on_console)
         return page
+
+    def _on_console(self, message: Any) -> None:
+        """Console errors fail the test, except API answers the UI handles (401, 404, 400)."""
+        if message.type != "error":
+            return
+        if "/v1/" in (message.location or {}).get("url", ""):
+            return
+        self.page_errors.append(f"console: {message.text} at {message.location}")
 
     def close(self) -> None:
         try:

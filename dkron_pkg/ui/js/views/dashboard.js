@@ -30,28 +30,19 @@ async function loadLeader() {
   }
 }
 
-async function loadCounts() {
-  const counts = {};
-  await Promise.all(
-    COUNTS.map(async (c) => {
-      const { total } = await getPage("/jobs", { ...c.query, _start: 0, _end: 1 });
-      counts[c.key] = total;
-    }),
-  );
-  return counts;
-}
-
-function countCards(counts) {
-  const cards = COUNTS.map((c) => ({ ...c, value: counts[c.key] }));
+/** The count cards, drawn at once with "…" and filled in as each answer arrives. */
+function countCards() {
   return h(
     "ul",
     { class: "cards", "aria-label": "Job counts" },
-    cards.map((c) =>
+    COUNTS.map((c) =>
       h(
         "li",
         { class: `card stat stat-${c.key}` },
-        h("a", { href: c.href, dataset: { count: c.key } },
-          h("span", { class: "stat-value" }, String(c.value)),
+        h(
+          "a",
+          { href: c.href, dataset: { count: c.key } },
+          h("span", { class: "stat-value", id: `count-${c.key}` }, "…"),
           h("span", { class: "stat-label" }, c.label),
         ),
       ),
@@ -104,33 +95,46 @@ function failuresList(jobs) {
 
 export async function renderDashboard(ctx) {
   ctx.setTitle("Dashboard");
-  const body = h("div", { class: "dashboard" });
-  ctx.main.append(h("h1", {}, "Dashboard"), body);
+  const leaderName = h("strong", { id: "leader-name" }, "…");
+  const nodesBox = h("div", { id: "dashboard-nodes" });
+  const failuresBox = h("div", { id: "dashboard-failures" });
+  ctx.main.append(
+    h("h1", {}, "Dashboard"),
+    h("p", { class: "leader-line" }, "Leader: ", leaderName),
+    countCards(),
+    h("section", { "aria-labelledby": "nodes-h" }, h("h2", { id: "nodes-h" }, "Nodes"), nodesBox),
+    h("section", { "aria-labelledby": "fail-h" }, h("h2", { id: "fail-h" }, "Recent failures"), failuresBox),
+  );
 
-  const draw = async () => {
-    const [leader, counts, members, failures] = await Promise.all([
+  // Each part is drawn as soon as its own answer arrives: with many jobs the counts take
+  // longest, and the leader and nodes should not wait for them.
+  const drawCounts = () =>
+    Promise.all(
+      COUNTS.map(async (c) => {
+        const { total } = await getPage("/jobs", { ...c.query, _start: 0, _end: 1 });
+        if (ctx.alive()) document.getElementById(`count-${c.key}`).textContent = String(total);
+      }),
+    );
+  const drawNodes = async () => {
+    const [leader, members] = await Promise.all([
       loadLeader(),
-      loadCounts(),
       get("/members").then((r) => (Array.isArray(r.data) ? r.data : [])),
-      getPage("/jobs", { status: "failed", _sort: "last_error", _order: "DESC", _start: 0, _end: 10 }),
     ]);
     if (!ctx.alive()) return;
-    rerender(body, () =>
-      h(
-        "div",
-        {},
-        h("p", { class: "leader-line" }, "Leader: ", h("strong", { id: "leader-name" }, leader || "none (no leader elected)")),
-        countCards(counts),
-        h("section", { "aria-labelledby": "nodes-h" }, h("h2", { id: "nodes-h" }, "Nodes"), nodesTable(members, leader)),
-        h(
-          "section",
-          { "aria-labelledby": "fail-h" },
-          h("h2", { id: "fail-h" }, "Recent failures"),
-          failuresList(failures.items),
-        ),
-      ),
-    );
+    leaderName.textContent = leader || "none (no leader elected)";
+    rerender(nodesBox, () => nodesTable(members, leader));
   };
+  const drawFailures = async () => {
+    const failures = await getPage("/jobs", {
+      status: "failed",
+      _sort: "last_error",
+      _order: "DESC",
+      _start: 0,
+      _end: 10,
+    });
+    if (ctx.alive()) rerender(failuresBox, () => failuresList(failures.items));
+  };
+  const draw = () => Promise.all([drawNodes(), drawFailures(), drawCounts()]);
   await draw();
   ctx.every(5000, draw);
 }
