@@ -199,7 +199,7 @@ class CrontabSchedule(Schedule):
     def describe(self) -> str:
         words = getattr(self.engine, "describe", None)
         if callable(words):
-            return f"{words()} ({zone_name(self.tz)})"
+            return str(words())
         return f'crontab schedule "{self.expr}" ({zone_name(self.tz)})'
 
 
@@ -299,7 +299,7 @@ def _at_instant(arg: str, tz: tzinfo) -> int:
 
 
 def _crontab(spec: str, expr: str, tz: tzinfo) -> Schedule:
-    if len(expr.split()) != 5:
+    if not expr.startswith("@") and len(expr.split()) != 5:
         raise parse_error(
             f'@crontab needs 5 fields (minute hour day-of-month month day-of-week), got "{expr}"'
         )

@@ -370,6 +370,17 @@ def test_crontab_delegates_to_crontab_compat(monkeypatch):
         parse_schedule("@crontab 99 * * * *", "UTC")
 
 
+def test_crontab_with_the_real_engine_uses_cron_semantics_and_the_job_zone():
+    schedule = parse_schedule("@crontab 30 2 * * *", "Europe/Berlin")
+    assert schedule.kind == "crontab"
+    got = next_times("@crontab 30 2 * * *", "Europe/Berlin", utc(2024, 3, 30), 2)
+    assert got == [utc(2024, 3, 30, 1, 30), utc(2024, 3, 31, 1, 0)]  # 03:00 CEST after the gap
+    assert "Europe/Berlin" in schedule.describe()
+    assert next_times("@crontab @daily", "Asia/Tokyo", utc(2024, 1, 1), 1) == [utc(2024, 1, 1, 15)]
+    with pytest.raises(ScheduleError, match=r"^can't parse job schedule: @crontab: "):
+        parse_schedule("@crontab 61 * * * *")
+
+
 def test_crontab_reports_when_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "crontab_compat.schedule", None)
     with pytest.raises(ScheduleError) as err:
