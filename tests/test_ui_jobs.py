@@ -164,3 +164,42 @@ def test_stop_a_running_job_from_its_page_with_live_output(agent, page, tmp_path
     assert runs[0]["success"] is False
     assert "never-printed" not in runs[0]["output"]
     screenshot(page, tmp_path, "stopped")
+
+
+def test_long_output_is_cut_in_the_list_and_loaded_in_full_on_demand(agent, page, tmp_path):
+    agent.create_job("ui-long-output", "seq 1 3000")
+    agent.call("POST", "/v1/jobs/ui-long-output/run")
+    agent.wait_for(
+        lambda: agent.call("GET", "/v1/jobs/ui-long-output")["status"] == "success",
+        what="ui-long-output to finish",
+    )
+    open_ui(page, agent, "#/jobs/ui-long-output")
+    row = execution_rows(page).first
+    row.locator("summary").click()
+    output = row.locator("pre.output")
+    expect(output).to_contain_text("2999\n3000")
+    assert not output.inner_text().startswith("1\n2\n3\n")  # only the tail was fetched
+    row.get_by_role("button", name="Load full output").click()
+    expect(row.locator("pre.output")).to_have_text(
+        "\n".join(str(i) for i in range(1, 3001)), use_inner_text=True
+    )
+    screenshot(page, tmp_path, "full-output")
+
+
+def test_delete_from_the_job_page_after_confirmation(agent, page, tmp_path):
+    agent.create_job("ui-delete-me")
+    open_ui(page, agent, "#/jobs/ui-delete-me")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete").click()
+    assert agent.call("GET", "/v1/jobs/ui-delete-me")["name"] == "ui-delete-me"  # kept
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(page).to_have_url(f"{agent.base}/ui/#/jobs")
+    expect(page.locator("h1")).to_have_text("Jobs")
+    try:
+        agent.call("GET", "/v1/jobs/ui-delete-me")
+        raise AssertionError("the job is still there")
+    except ApiCallError as e:
+        assert e.status == 404
+    page.goto(f"{agent.base}/ui/#/jobs/ui-delete-me")
+    expect(page.locator("h1")).to_have_text("Job not found")
