@@ -7,6 +7,7 @@ the committer (group commit into the store), so a write acknowledged with a 2xx 
 
 from __future__ import annotations
 
+import gc
 import heapq
 import logging
 import os
@@ -33,7 +34,8 @@ from dkron_pkg.timefmt import format_rfc3339
 
 log = logging.getLogger("dkron.agent")
 
-LOOKAHEAD = timedelta(seconds=1)
+LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
+DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 
@@ -162,6 +164,9 @@ class Agent:
         with self._cond:
             for job in self.store.list_jobs():
                 self.core.upsert(job)
+        # Long-lived job records need no cyclic GC scans: keep full collections short.
+        gc.collect()
+        gc.freeze()
         host, port = _split_host_port(self.config.http_addr, 8080)
         self._http = make_server(host, port, self)
         self.http_port = self._http.server_address[1]
@@ -296,14 +301,14 @@ class Agent:
                 if nxt is not None and nxt <= now + LOOKAHEAD:
                     launches = self.core.due(now + LOOKAHEAD)
                 ready: list[tuple[int, int, str]] = []
-                while self._ready and self._ready[0][0] <= now_ns:
+                while self._ready and self._ready[0][0] - DISPATCH_LEAD_NS <= now_ns:
                     ready.append(heapq.heappop(self._ready))
                 if not launches and not ready:
                     waits = [60.0]
                     if nxt is not None:
                         waits.append((nxt - LOOKAHEAD - now).total_seconds())
                     if self._ready:
-                        waits.append((self._ready[0][0] - now_ns) / 1e9)
+                        waits.append((self._ready[0][0] - DISPATCH_LEAD_NS - now_ns) / 1e9)
                     self._cond.wait(timeout=max(min(waits), 0.0005))
                     continue
             if ready:
@@ -367,7 +372,7 @@ class Agent:
 
     def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
         logs.event("launch", job=job["name"], group=group, attempt=attempt)
-        self.runner.start(job, group, attempt, scheduled_ns)
+        self.runner.start(job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns)
 
     def _on_started(self, job: dict, execution: dict) -> None:
         self.committer.submit_async([{"op": "execution_started", "execution": execution}])
