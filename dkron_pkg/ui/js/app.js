@@ -55,7 +55,10 @@ function makeContext(query, seq) {
     setTitle: (title) => {
       document.title = title ? `${title} · Dkron` : "Dkron";
     },
-    /** Run fn every ms while this page is shown and the tab is visible; errors are shown once. */
+    /**
+     * Run fn every ms while this page is shown and the tab is visible. A 401 shows the login
+     * form; other failures (a restart, a blip) are left for the next tick to repair.
+     */
     every(ms, fn) {
       let timer = null;
       const tick = async () => {
