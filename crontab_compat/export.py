@@ -13,10 +13,12 @@ import binascii
 import json
 
 from crontab_compat.command import join_command
+from crontab_compat.convert import host_timezone
 from crontab_compat.schedule import KEYWORDS, CronSchedule
 from crontab_compat.users import current_user
 
 _FORCED = ("LOGNAME", "USER", "HOME")
+_CRON_DEFAULTS = {"SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
 
 
 def _time_spec(job: dict) -> str | None:
@@ -106,14 +108,14 @@ def export_crontab(jobs: list[dict], user: str | None = None) -> tuple[str, list
         env = {k: v for k, v in _env(config).items() if k not in _FORCED}
         env["MAILTO"] = job.get("owner_email", "") or env.get("MAILTO", "")
         for key in current_env:
-            env.setdefault(key, "")
+            env.setdefault(key, _CRON_DEFAULTS.get(key, ""))
         for key, value in env.items():
             if current_env.get(key) != value:
                 out.append(f"{key}={_quote(value)}")
         current_env = env
-        zone = job.get("timezone") or ""
+        zone = job.get("timezone") or host_timezone()
         if zone != current_zone and spec != "@reboot":
-            out.append(f"# jobs below run in {zone or 'the server zone'} (cronie: CRON_TZ)")
+            out.append(f"# jobs below run in {zone} (cronie: CRON_TZ)")
             out.append(f"CRON_TZ={zone}")
             current_zone = zone
         who = "" if user is not None else f"{job_user} "

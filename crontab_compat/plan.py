@@ -92,6 +92,7 @@ def plan_import(
     plan.warnings.extend(warnings)
     wanted: dict[str, dict] = {}
     covered_files: set[str] = set()
+    seen_messages: set[str] = set()
     for source in sources:
         parsed = read_source(source, dialect, lookup)
         plan.errors.extend(parsed.errors)
@@ -113,7 +114,11 @@ def plan_import(
                 tags=tags,
             )
             for message in env_warnings(entry):
-                plan.warnings.append(Issue(entry.file, entry.line_no, "comma in value", message))
+                if message not in seen_messages:
+                    seen_messages.add(message)
+                    plan.warnings.append(
+                        Issue(entry.file, entry.line_no, "comma in value", message)
+                    )
             wanted[job["name"]] = job
     by_name = {job.get("name"): job for job in existing_jobs}
     for name, job in wanted.items():
