@@ -14,7 +14,8 @@ import {
 } from "../format.js";
 import { renderPreview } from "./preview.js";
 
-const LIST_OUTPUT_LIMIT = 4000;
+// The list shows the tail of each output; "Load full output" fetches the rest.
+const LIST_OUTPUT_LIMIT = 2000;
 
 const FIELD_ORDER = [
   ["name", "Name"],
