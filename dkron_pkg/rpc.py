@@ -1,0 +1,382 @@
+"""Node-to-node RPC over TCP: length-prefixed frames, authenticated with the cluster key.
+
+One listener per node (the RPC port, 6868) carries everything servers and agents say to each
+other: Raft messages, forwarded writes, run requests and execution reports.
+
+Wire format. On connect the server sends a 16-byte nonce; the client answers with its own nonce
+and, when a cluster key is set, HMAC-SHA256(key, "dkron-rpc" + both nonces) proving it has the
+key. Both sides then derive a session key from the key and the nonces. Every frame is
+`u32 length | u8 kind | u64 sequence | payload | tag`, where tag = HMAC-SHA256(session key,
+direction + kind + sequence + payload) (absent without a key) and sequences strictly increase per
+direction, so a frame can be neither forged, altered, nor replayed on this or another connection.
+Frames that fail any check are dropped with a counted, logged reason, and the connection closes.
+
+Kinds: CALL (request id, method, JSON arguments) -> REPLY (request id, JSON result or error),
+CAST (one-way JSON), RAFT (opaque bytes for the Raft driver).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import logging
+import os
+import socket
+import struct
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
+
+log = logging.getLogger("dkron.rpc")
+
+NONCE = 16
+TAG = 32
+MAX_FRAME = 64 * 1024 * 1024
+KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT = 1, 2, 3, 4
+_HEAD = struct.Struct(">IBQ")  # length (of kind..end), kind, sequence
+
+Handler = Callable[[str, Any, str], Any]  # (method, args, peer address) -> result
+
+
+class RpcError(Exception):
+    """A call that failed: unreachable peer, timeout, or an error the handler returned."""
+
+
+class FrameError(Exception):
+    """A frame that must be dropped; the message is the counted reason."""
+
+
+DROPPED: Counter[str] = Counter()
+
+
+def _drop(reason: str, peer: str) -> None:
+    DROPPED[reason] += 1
+    log.warning("rpc: dropped connection from %s: %s", peer, reason)
+
+
+class _Channel:
+    """One authenticated connection: frames in, frames out, with sequences and tags."""
+
+    def __init__(self, sock: socket.socket, key: bytes | None, session: bytes, outgoing: bytes):
+        self.sock = sock
+        self.key = key
+        self.session = session
+        self.out_dir = outgoing
+        self.in_dir = b"s" if outgoing == b"c" else b"c"
+        self.send_seq = 0
+        self.recv_seq = 0
+        self.send_lock = threading.Lock()
+
+    def _tag(self, direction: bytes, kind: int, seq: int, payload: bytes) -> bytes:
+        if self.key is None:
+            return b""
+        msg = direction + struct.pack(">BQ", kind, seq) + payload
+        return hmac.new(self.session, msg, hashlib.sha256).digest()
+
+    def send(self, kind: int, payload: bytes) -> None:
+        with self.send_lock:
+            self.send_seq += 1
+            tag = self._tag(self.out_dir, kind, self.send_seq, payload)
+            head = _HEAD.pack(1 + 8 + len(payload) + len(tag), kind, self.send_seq)
+            self.sock.sendall(head + payload + tag)
+
+    def recv(self) -> tuple[int, bytes]:
+        head = _read_exact(self.sock, _HEAD.size)
+        length, kind, seq = _HEAD.unpack(head)
+        tag_len = TAG if self.key is not None else 0
+        if length > MAX_FRAME:
+            raise FrameError(f"oversized frame ({length} bytes)")
+        if length < 9 + tag_len:
+            raise FrameError("truncated frame")
+        if kind not in (KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT):
+            raise FrameError(f"unknown frame kind {kind}")
+        body = _read_exact(self.sock, length - 9)
+        payload, tag = (body[:-tag_len], body[-tag_len:]) if tag_len else (body, b"")
+        if tag_len and not hmac.compare_digest(tag, self._tag(self.in_dir, kind, seq, payload)):
+            raise FrameError("bad authentication tag")
+        if seq <= self.recv_seq:
+            raise FrameError("replayed or reordered frame")
+        self.recv_seq = seq
+        return kind, payload
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+def _session_key(key: bytes | None, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    if key is None:
+        return b""
+    return hmac.new(key, b"session" + server_nonce + client_nonce, hashlib.sha256).digest()
+
+
+def _proof(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return hmac.new(key, b"dkron-rpc" + server_nonce + client_nonce, hashlib.sha256).digest()
+
+
+def _encode_call(req_id: int, method: str, args: Any) -> bytes:
+    return json.dumps({"id": req_id, "m": method, "a": args}, separators=(",", ":")).encode()
+
+
+class RpcServer:
+    """Accepts connections and dispatches frames to `handler` (calls) and `on_raft` (bytes)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        key: bytes | None,
+        handler: Handler,
+        on_raft: Callable[[bytes, str], None] | None = None,
+    ):
+        self.key = key
+        self.handler = handler
+        self.on_raft = on_raft
+        self._sock = socket.create_server((host, port), reuse_port=False)
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._conns: set[_Channel] = set()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept_loop, name="rpc-accept", daemon=True)
+
+    def start(self) -> RpcServer:
+        self._thread.start()
+        return self
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, addr = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(
+                target=self._serve, args=(sock, f"{addr[0]}:{addr[1]}"), daemon=True
+            ).start()
+
+    def _handshake(self, sock: socket.socket, peer: str) -> _Channel:
+        sock.settimeout(10)
+        server_nonce = os.urandom(NONCE)
+        sock.sendall(server_nonce)
+        client_nonce = _read_exact(sock, NONCE)
+        if self.key is not None:
+            proof = _read_exact(sock, TAG)
+            if not hmac.compare_digest(proof, _proof(self.key, server_nonce, client_nonce)):
+                raise FrameError("handshake without the cluster key")
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = _session_key(self.key, server_nonce, client_nonce)
+        return _Channel(sock, self.key, session, b"s")
+
+    def _serve(self, sock: socket.socket, peer: str) -> None:
+        try:
+            chan = self._handshake(sock, peer)
+        except (OSError, ConnectionError, FrameError) as e:
+            _drop(str(e) if isinstance(e, FrameError) else "handshake failed", peer)
+            sock.close()
+            return
+        with self._lock:
+            self._conns.add(chan)
+        try:
+            while not self._stop.is_set():
+                kind, payload = chan.recv()
+                if kind == KIND_RAFT:
+                    if self.on_raft is not None:
+                        self.on_raft(payload, peer)
+                elif kind in (KIND_CALL, KIND_CAST):
+                    try:
+                        msg = json.loads(payload)
+                        method, args = msg["m"], msg.get("a")
+                    except (ValueError, KeyError, TypeError):
+                        raise FrameError("malformed call") from None
+                    if kind == KIND_CALL:
+                        threading.Thread(
+                            target=self._answer,
+                            args=(chan, msg.get("id"), method, args, peer),
+                            daemon=True,
+                        ).start()
+                    else:
+                        self._run(method, args, peer)
+                else:
+                    raise FrameError("unexpected frame kind from a client")
+        except FrameError as e:
+            _drop(str(e), peer)
+        except (OSError, ConnectionError):
+            pass
+        finally:
+            with self._lock:
+                self._conns.discard(chan)
+            chan.close()
+
+    def _run(self, method: str, args: Any, peer: str) -> Any:
+        try:
+            return {"ok": self.handler(method, args, peer)}
+        except RpcError as e:
+            return {"err": str(e)}
+        except Exception as e:
+            log.exception("rpc handler %s failed", method)
+            return {"err": f"{type(e).__name__}: {e}"}
+
+    def _answer(self, chan: _Channel, req_id: Any, method: str, args: Any, peer: str) -> None:
+        result = self._run(method, args, peer)
+        result["id"] = req_id
+        try:
+            chan.send(KIND_REPLY, json.dumps(result, separators=(",", ":")).encode())
+        except OSError:
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._sock.close()
+        with self._lock:
+            conns = list(self._conns)
+        for chan in conns:
+            chan.close()
+
+
+class _Connection:
+    """A client connection to one peer with a reader thread matching replies to calls."""
+
+    def __init__(self, addr: str, key: bytes | None, timeout: float):
+        host, _, port = addr.rpartition(":")
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        try:
+            server_nonce = _read_exact(sock, NONCE)
+            client_nonce = os.urandom(NONCE)
+            hello = client_nonce + (_proof(key, server_nonce, client_nonce) if key else b"")
+            sock.sendall(hello)
+        except OSError:
+            sock.close()
+            raise
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.chan = _Channel(sock, key, _session_key(key, server_nonce, client_nonce), b"c")
+        self.pending: dict[int, Future] = {}
+        self.lock = threading.Lock()
+        self.alive = True
+        threading.Thread(target=self._read_loop, name=f"rpc-{addr}", daemon=True).start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                kind, payload = self.chan.recv()
+                if kind != KIND_REPLY:
+                    raise FrameError("unexpected frame kind from a server")
+                msg = json.loads(payload)
+                with self.lock:
+                    fut = self.pending.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+        except (OSError, ConnectionError, FrameError, ValueError):
+            pass
+        finally:
+            self.alive = False
+            with self.lock:
+                pending, self.pending = self.pending, {}
+            for fut in pending.values():
+                if not fut.done():
+                    fut.set_exception(RpcError("connection lost"))
+            self.chan.close()
+
+
+class RpcClient:
+    """Calls peers by "host:port", keeping one connection per peer."""
+
+    def __init__(self, key: bytes | None, connect_timeout: float = 2.0):
+        self.key = key
+        self.connect_timeout = connect_timeout
+        self._conns: dict[str, _Connection] = {}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+
+    def _conn(self, addr: str) -> _Connection:
+        with self._lock:
+            conn = self._conns.get(addr)
+            if conn is not None and conn.alive:
+                return conn
+        try:
+            conn = _Connection(addr, self.key, self.connect_timeout)
+        except OSError as e:
+            raise RpcError(f"cannot reach {addr}: {e}") from None
+        with self._lock:
+            self._conns[addr] = conn
+        return conn
+
+    def call(self, addr: str, method: str, args: Any = None, timeout: float = 10.0) -> Any:
+        """Call `method` on the peer and return its result; RpcError on any failure."""
+        conn = self._conn(addr)
+        req_id = next(self._ids)
+        fut: Future = Future()
+        with conn.lock:
+            conn.pending[req_id] = fut
+        try:
+            conn.chan.send(KIND_CALL, _encode_call(req_id, method, args))
+            reply = fut.result(timeout=timeout)
+        except FutureTimeout:
+            raise RpcError(f"{method} on {addr}: no answer within {timeout:g}s") from None
+        except OSError as e:
+            conn.alive = False
+            raise RpcError(f"{method} on {addr}: {e}") from None
+        finally:
+            with conn.lock:
+                conn.pending.pop(req_id, None)
+        if "err" in reply:
+            raise RpcError(reply["err"])
+        return reply.get("ok")
+
+    def cast(self, addr: str, method: str, args: Any = None) -> None:
+        """Send a one-way message; RpcError if the peer cannot be reached."""
+        conn = self._conn(addr)
+        try:
+            conn.chan.send(KIND_CAST, _encode_call(0, method, args))
+        except OSError as e:
+            conn.alive = False
+            raise RpcError(f"{method} on {addr}: {e}") from None
+
+    def send_raft(self, addr: str, data: bytes) -> bool:
+        """Best-effort delivery of a Raft message (Raft retries by itself); False if not sent."""
+        try:
+            conn = self._conn(addr)
+            conn.chan.send(KIND_RAFT, data)
+            return True
+        except (RpcError, OSError):
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._conns = list(self._conns.values()), {}
+        for conn in conns:
+            conn.chan.close()
+
+
+def decode_key(text: str) -> bytes | None:
+    """The cluster key from `--encrypt` (base64 of 16, 24 or 32 bytes); None when unset."""
+    import base64
+    import binascii
+
+    if not text:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("encrypt: the key is not valid base64 (make one with `dkron keygen`)")
+    if len(raw) not in (16, 24, 32):
+        raise ValueError(f"encrypt: the key must be 16, 24 or 32 bytes, got {len(raw)}")
+    return raw

@@ -1,0 +1,178 @@
+"""Node RPC on 127.0.0.1: calls, casts, Raft frames, and what happens to bad or forged input."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dkron_pkg import rpc
+
+KEY = os.urandom(16)
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.fixture
+def server():
+    seen: dict[str, list] = {"calls": [], "raft": []}
+
+    def handler(method, args, peer):
+        seen["calls"].append((method, args))
+        if method == "echo":
+            return args
+        if method == "fail":
+            raise rpc.RpcError("refused on purpose")
+        if method == "boom":
+            raise KeyError("bug")
+        return None
+
+    srv = rpc.RpcServer("127.0.0.1", 0, KEY, handler, lambda b, p: seen["raft"].append(b)).start()
+    srv.seen = seen
+    yield srv
+    srv.stop()
+
+
+def addr(srv) -> str:
+    return f"127.0.0.1:{srv.port}"
+
+
+def test_call_cast_and_raft_frames(server):
+    client = rpc.RpcClient(KEY)
+    assert client.call(addr(server), "echo", {"a": [1, "x"]}) == {"a": [1, "x"]}
+    client.cast(addr(server), "note", {"n": 1})
+    assert client.send_raft(addr(server), b"\x00raft-bytes")
+    assert wait_until(lambda: server.seen["raft"] == [b"\x00raft-bytes"])
+    assert wait_until(lambda: ("note", {"n": 1}) in server.seen["calls"])
+    client.close()
+
+
+def test_handler_errors_reach_the_caller_and_the_server_survives(server):
+    client = rpc.RpcClient(KEY)
+    with pytest.raises(rpc.RpcError, match="refused on purpose"):
+        client.call(addr(server), "fail")
+    with pytest.raises(rpc.RpcError, match="KeyError"):
+        client.call(addr(server), "boom")
+    assert client.call(addr(server), "echo", 5) == 5
+
+
+def test_many_concurrent_calls_get_their_own_answers(server):
+    client = rpc.RpcClient(KEY)
+    results = {}
+
+    def worker(i):
+        results[i] = client.call(addr(server), "echo", i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i for i in range(50)}
+
+
+def test_a_client_without_the_key_cannot_call_or_inject(server):
+    for key in (None, os.urandom(16)):
+        stranger = rpc.RpcClient(key)
+        with pytest.raises(rpc.RpcError):
+            stranger.call(addr(server), "echo", 1, timeout=2)
+        stranger.send_raft(addr(server), b"forged")
+    time.sleep(0.2)
+    assert server.seen["raft"] == []
+    assert all(m != "echo" for m, _ in server.seen["calls"])
+
+
+def test_unreachable_peer_is_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(rpc.RpcError, match="cannot reach"):
+        rpc.RpcClient(KEY).call(f"127.0.0.1:{port}", "echo", 1)
+
+
+def raw_session(server):
+    """A hand-made, correctly authenticated client socket and its channel."""
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    server_nonce = rpc._read_exact(sock, rpc.NONCE)
+    client_nonce = os.urandom(rpc.NONCE)
+    sock.sendall(client_nonce + rpc._proof(KEY, server_nonce, client_nonce))
+    return rpc._Channel(sock, KEY, rpc._session_key(KEY, server_nonce, client_nonce), b"c")
+
+
+def test_replayed_and_altered_frames_are_dropped(server):
+    before = dict(rpc.DROPPED)
+    chan = raw_session(server)
+    chan.send(rpc.KIND_RAFT, b"first")
+    assert wait_until(lambda: server.seen["raft"] == [b"first"])
+    # Replay the same sequence number: the server drops the frame and the connection.
+    chan.send_seq -= 1
+    chan.send(rpc.KIND_RAFT, b"again")
+    assert wait_until(
+        lambda: (
+            rpc.DROPPED["replayed or reordered frame"]
+            > before.get("replayed or reordered frame", 0)
+        )
+    )
+    assert server.seen["raft"] == [b"first"]
+    # An altered payload fails the tag.
+    chan = raw_session(server)
+    payload = b"honest"
+    tag = chan._tag(b"c", rpc.KIND_RAFT, 1, payload)
+    frame = struct.pack(">IBQ", 9 + len(payload) + 32, rpc.KIND_RAFT, 1) + b"hacked" + tag
+    chan.sock.sendall(frame)
+    assert wait_until(
+        lambda: rpc.DROPPED["bad authentication tag"] > before.get("bad authentication tag", 0)
+    )
+    assert server.seen["raft"] == [b"first"]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(junk=st.binary(min_size=0, max_size=300))
+def test_random_bytes_never_crash_the_server(server, junk):
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        sock.sendall(junk)
+    except OSError:
+        pass
+    sock.close()
+    assert rpc.RpcClient(KEY).call(addr(server), "echo", "still alive") == "still alive"
+
+
+def test_oversized_frame_is_dropped(server):
+    chan = raw_session(server)
+    chan.sock.sendall(struct.pack(">IBQ", rpc.MAX_FRAME + 1, rpc.KIND_RAFT, 1))
+    assert wait_until(lambda: rpc.DROPPED["oversized frame (67108865 bytes)"] >= 1)
+
+
+def test_without_a_key_both_sides_talk_plainly():
+    srv = rpc.RpcServer("127.0.0.1", 0, None, lambda m, a, p: a).start()
+    try:
+        assert rpc.RpcClient(None).call(f"127.0.0.1:{srv.port}", "echo", [1]) == [1]
+    finally:
+        srv.stop()
+
+
+def test_decode_key():
+    key = os.urandom(16)
+    assert rpc.decode_key(base64.b64encode(key).decode()) == key
+    assert rpc.decode_key("") is None
+    with pytest.raises(ValueError, match="base64"):
+        rpc.decode_key("not base64!")
+    with pytest.raises(ValueError, match="16, 24 or 32"):
+        rpc.decode_key(base64.b64encode(b"short").decode())
