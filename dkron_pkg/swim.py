@@ -224,6 +224,9 @@ class SwimNode:
             "dropped_auth": 0,
             "dropped_decode": 0,
             "refutes": 0,
+            "suspicions": 0,
+            "probe_failures": 0,
+            "stalls": 0,
         }
         self._self = _Node(name, addr, port, tags, 0, now)
         self._nodes: dict[str, _Node] = {name: self._self}
@@ -368,6 +371,8 @@ class SwimNode:
     def tick(self, now: float) -> list[Outgoing]:
         self._now = now
         out: list[Outgoing] = []
+        if self.profile.lifeguard and now - self.next_deadline() > self.profile.probe_timeout:
+            self._after_stall(now)
         probe = self._probe
         if probe is not None and not probe.acked:
             if not probe.indirect_sent and now >= probe.indirect_at:
@@ -613,6 +618,26 @@ class SwimNode:
             self._probe_pos = 0
         return None
 
+    def _after_stall(self, now: float) -> None:
+        """Ticked far past a deadline: this process was paused, not the others silent.
+
+        Its expired verdicts (failed probe, suspicion timeout, helper nacks) would rest on
+        packets it has not read yet, so they wait one probe timeout for the backlog, and the
+        health score goes up as for any other sign of local trouble.
+        """
+        grace = now + self.profile.probe_timeout
+        self.stats["stalls"] += 1
+        self._health(1)
+        probe = self._probe
+        if probe is not None and not probe.acked and probe.deadline <= now:
+            probe.deadline = grace
+        for timer in self._suspicions.values():
+            if timer.deadline <= now:
+                timer.deadline = grace
+        for relay in self._relays.values():
+            if relay.nack_at <= now:
+                relay.want_nack = False
+
     def _start_probe(self, now: float, out: list[Outgoing]) -> None:
         p = self.profile
         scale = self._scale()
@@ -661,6 +686,7 @@ class SwimNode:
 
     def _probe_failed(self, probe: _Probe, now: float) -> None:
         self._probe = None
+        self.stats["probe_failures"] += 1
         delta = -1
         if probe.expected_nacks > 0:
             delta += max(0, probe.expected_nacks - probe.nacks)
@@ -767,6 +793,7 @@ class SwimNode:
         node.incarnation = msg.incarnation
         if node.status != STATUS_SUSPECT:
             self._set_status(node, STATUS_SUSPECT, now)
+            self.stats["suspicions"] += 1
         low, high = self.profile.suspicion_bounds(self._live)
         k = self.profile.suspicion_mult - 2 if self.profile.lifeguard else 0
         if self._live - 2 < k:

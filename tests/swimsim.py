@@ -6,7 +6,8 @@ same run: ``Sim.trace_digest()`` hashes every membership event and is compared a
 
 Model:
 - UDP packets are lost with probability ``loss`` and delayed uniformly in ``delay``.
-- Reliable (TCP) packets are never lost but take ``tcp_rtts`` extra round trips.
+- Reliable (TCP) packets are never lost but take ``tcp_rtts`` extra round trips, and each
+  segment lost on the way costs a retransmission timeout.
 - A crashed node receives and sends nothing, forever.
 - A stalled node (event-loop stall) processes nothing until it wakes; then it runs its due
   timers first and its backlog of packets after, which is the race that makes a slow node
@@ -126,7 +127,7 @@ class Sim:
                 self.dropped += 1
                 continue
             if o.reliable:
-                lat = (1 + 2 * self.tcp_rtts) * rng.uniform(lo, hi)
+                lat = self._tcp_latency(lo, hi)
             else:
                 if self.loss and rng.random() < self.loss:
                     self.dropped += 1
@@ -142,6 +143,19 @@ class Sim:
             if self.on_event is not None:
                 self.on_event(obs)
         self._reschedule(i)
+
+    def _tcp_latency(self, lo: float, hi: float) -> float:
+        """Connect plus request: each segment lost is resent after an RTO (1 s for the SYN,
+        200 ms after), doubling, as Linux does; so TCP is reliable but not instant."""
+        rng = self.rng
+        lat = 0.0
+        for seg in range(1 + 2 * self.tcp_rtts):
+            lat += rng.uniform(lo, hi)
+            rto = 1.0 if seg == 0 else 0.2
+            while self.loss and rng.random() < self.loss:
+                lat += rto
+                rto *= 2
+        return lat
 
     def run_until(self, t_end: float, stop: Callable[[], bool] | None = None) -> None:
         heap = self._heap
