@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 import threading
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -106,7 +106,7 @@ class ZoneTimeline:
     def offset_at(self, instant: int) -> int:
         """UTC offset in seconds at a Unix instant."""
         instant = min(max(instant, MIN_EPOCH), MAX_EPOCH)
-        off = datetime.fromtimestamp(instant, UTC).astimezone(self.tz).utcoffset()
+        off = datetime.fromtimestamp(instant, self.tz).utcoffset()
         return int(off.total_seconds()) if off is not None else 0
 
     def segment(self, instant: int, horizon: int) -> Segment:
@@ -117,18 +117,21 @@ class ZoneTimeline:
         first = (instant - 3 * 86400) >> _CHUNK_BITS
         for chunk in range(first, (instant >> _CHUNK_BITS) + 1):
             self._ensure(chunk)
-        times, changes = self._state
-        i = bisect.bisect_right(times, instant)
+        # walk forward chunk by chunk: a transition found earlier far ahead must not hide
+        # transitions in chunks nobody has looked at yet
         chunk = instant >> _CHUNK_BITS
-        while i >= len(times) and (chunk << _CHUNK_BITS) <= horizon:
-            chunk += 1
+        while True:
             self._ensure(chunk)
             times, changes = self._state
             i = bisect.bisect_right(times, instant)
+            chunk_end = (chunk + 1) << _CHUNK_BITS
+            if (i < len(times) and times[i] <= chunk_end) or chunk_end > horizon:
+                break
+            chunk += 1
         start, prev = None, offset
         if i > 0 and times[i - 1] >= instant - 2 * 86400:
             start, prev = times[i - 1], changes[i - 1][0]
-        end = times[i] if i < len(times) and times[i] <= horizon else None
+        end = times[i] if i < len(times) and times[i] <= min(chunk_end, horizon) else None
         return Segment(start, prev, offset, end)
 
     def _ensure(self, chunk: int) -> None:

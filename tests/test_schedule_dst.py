@@ -148,3 +148,21 @@ def test_job_zone_keeps_local_time_across_transitions():
         at("2024-03-11 09:00-04:00"),
         at("2024-03-12 09:00-04:00"),
     ]
+
+
+def test_result_does_not_depend_on_what_was_asked_before():
+    """A far-future question first must not hide nearer transitions from a later one.
+
+    Transitions are found in chunks of 2**25 s; one boundary is 2024-03-24 10:27Z, so the
+    Berlin transition of 2024-03-31 sits in the chunk after the start time asked below.
+    """
+    from zoneinfo import ZoneInfo
+
+    from dkron_pkg.schedule import CronSpecSchedule
+    from dkron_pkg.schedule_fields import parse_fields
+
+    spec = "0 0 12 1 7 *"  # noon on 1 July
+    fresh = CronSpecSchedule(spec, ZoneInfo.no_cache("Europe/Berlin"), parse_fields(spec))
+    assert fresh.next_after(at("2031-01-01 00:00+00:00")) == at("2031-07-01 12:00+02:00")
+    assert fresh.next_after(at("2024-03-20 12:00+01:00")) == at("2024-07-01 12:00+02:00")
+    assert fresh.next_after(at("2021-01-01 00:00+01:00")) == at("2021-07-01 12:00+02:00")

@@ -289,3 +289,25 @@ def test_agrees_with_croniter_seconds_first(expr, zone, start):
             return
         assert mine == other, text
         current = mine
+
+
+TOKENS = ["*", "?", "/", "-", ",", "~", "0", "5", "59", "60", "7", "31", "MON", "jan", "@every",
+          "@at", "@daily", "@crontab", "TZ=UTC", "CRON_TZ=Europe/Berlin", "1h", "2024-01-01T00:00:00Z",
+          " ", "\t", "x", "é", "٣", "-1"]  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.lists(st.sampled_from(TOKENS), max_size=14).map("".join) | st.text(max_size=40),
+    zone=st.sampled_from(["", "UTC", "Europe/Berlin", "Nowhere/Land", "../x"]),
+)
+def test_any_text_parses_or_gives_a_schedule_error(text, zone):
+    try:
+        schedule = parse_schedule(text, zone, "job")
+    except ValueError as err:
+        assert type(err).__name__ == "ScheduleError"
+        message = str(err)
+        assert message.startswith(("can't parse job schedule: ", "unknown time zone"))
+        return
+    nxt = schedule.next_after(datetime(2024, 1, 1, tzinfo=UTC))
+    assert nxt is None or nxt > datetime(2024, 1, 1, tzinfo=UTC)
