@@ -63,10 +63,11 @@ def run_selfcheck(out: TextIO) -> int:
             start = datetime(2024, 1, 15, 12, 0, tzinfo=zone)
             fire = croniter("30 6 * * *", start).get_next(datetime)
             print(
-                f"croniter: '30 6 * * *' after {start.isoformat()} is {fire.isoformat()}", file=out
+                f"cron check: '30 6 * * *' after {start.isoformat()} is {fire.isoformat()}",
+                file=out,
             )
         except Exception as e:  # noqa: BLE001 - report any breakage as a failed check
-            print(f"croniter: FAILED ({type(e).__name__}: {e})", file=out)
+            print(f"cron check: FAILED ({type(e).__name__}: {e})", file=out)
             failures += 1
     print("selfcheck: ok" if not failures else f"selfcheck: {failures} FAILED", file=out)
     return 0 if not failures else 1
