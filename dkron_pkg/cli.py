@@ -331,6 +331,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except ModuleNotFoundError as e:
+        print(
+            f"{PROG}: error: missing Python module {e.name!r}: install the dependencies "
+            "(pip install croniter python-dateutil tzdata) or run dist/dkron.pyz",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
         message = str(e).splitlines()[0] if str(e) else ""
         print(f"{PROG}: error: {type(e).__name__}: {message}", file=sys.stderr)

@@ -375,3 +375,14 @@ def test_wildcard_http_addr_means_this_host() -> None:
     assert api_base_url("0.0.0.0:1") == "http://127.0.0.1:1"
     assert api_base_url("[::1]:2") == "http://[::1]:2"
     assert api_base_url("https://dkron.example/") == "https://dkron.example"
+
+
+def test_missing_dependency_names_it_and_the_way_out(fake_agent, capsys) -> None:
+    def needs_croniter(config, reload=None):
+        raise ModuleNotFoundError("No module named 'croniter'", name="croniter")
+
+    sys.modules["dkron_pkg.agent"].run_agent = needs_croniter  # type: ignore[attr-defined]
+    code, _, err = run(["agent"], capsys)
+    assert code == 1
+    assert err.startswith("dkron: error: missing Python module 'croniter': install")
+    assert "dkron.pyz" in err and err.count("\n") == 1
