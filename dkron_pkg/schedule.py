@@ -1,12 +1,14 @@
 """Schedule text -> next fire times, in Dkron's syntax, with time zones and a clear DST rule.
 
-Syntax (see docs of `parse_schedule`): six-field seconds-first cron, `~` hash values, the
-descriptors @yearly @annually @monthly @weekly @daily @midnight @hourly @minutely,
-`@every <Go duration>`, `@at <RFC 3339 time>`, `@manually`, `@reboot`, `@crontab <5 fields>`,
-and the `CRON_TZ=<zone> ` / `TZ=<zone> ` prefixes.
+Syntax: six-field seconds-first cron as robfig/cron v3 reads it (`* ? , - /`, `a/n` = `a-max/n`,
+JAN-DEC and SUN-SAT in any case, 0-6 for days of week, the Vixie OR rule when both day fields
+are restricted), `~` hash values from the job name, the descriptors @yearly @annually @monthly
+@weekly @daily @midnight @hourly @minutely, `@every <Go duration>`, `@at <RFC 3339 time>`,
+`@manually`, `@reboot`, `@crontab <5 fields>`, and the `CRON_TZ=<zone> ` / `TZ=<zone> ` prefixes.
 
 Time zones: a prefix wins over the job's `timezone`, which wins over the server's zone. Unlike
-Dkron, the zone applies to descriptors too (`@daily` is midnight in the job's zone).
+Dkron, the zone applies to descriptors too (`@daily` is midnight in the job's zone), and an
+`@at` time written without an offset is read in that zone.
 
 DST rule for cron expressions and the calendar descriptors (the rule of Vixie cron, with
 "fixed time" decided by the hour field):
