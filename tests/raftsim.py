@@ -22,6 +22,7 @@ import hashlib
 import heapq
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,8 +156,8 @@ class SimConfig:
     delay_min_ms: int = 1
     delay_max_ms: int = 8
     long_delay: float = 0.03
-    fault_every_ms: tuple[int, int] = (200, 700)
-    crash_before_fsync: float = 0.02
+    fault_every_ms: tuple[int, int] = (100, 400)
+    crash_before_fsync: float = 0.005
     membership_changes: bool = True
     snapshot_every: int = 40
     client_timeout_ms: int = 800
@@ -204,6 +205,7 @@ class Outcome:
     acked_writes: int
     events: int
     leaders: int
+    stats: Counter[str] = field(default_factory=Counter)
 
 
 class SimNode:
@@ -282,7 +284,7 @@ class Simulation:
         self.failover_start: int | None = None
         self.failover_term = 0
         self.failover_ms: int | None = None
-        self.commit_log: list[tuple[int, int]] = []
+        self.stats: Counter[str] = Counter()
 
     # ----- event queue ------------------------------------------------------------------------
 
@@ -442,10 +444,12 @@ class Simulation:
 
     def send_all(self, node: SimNode, rd: Ready) -> None:
         for msg in rd.messages:
+            self.stats[type(msg).__name__] += 1
             self.send(node.id, encode(msg), msg.dst)
 
     def apply(self, node: SimNode, rd: Ready) -> None:
         if rd.snapshot is not None:
+            self.stats["snapshots_installed"] += 1
             node.kv.restore(rd.snapshot.data)
         for entry in rd.committed_entries:
             digest = (entry.term, entry.data)
@@ -663,25 +667,25 @@ class Simulation:
         live = sorted(n for n, node in self.nodes.items() if node.alive)
         everyone = sorted(n for n, node in self.nodes.items() if not node.retired)
         roll = self.rng.random()
-        if roll < 0.25 and live:
+        if roll < 0.2 and live:
             victim = self.current_leader() if self.rng.random() < 0.5 else None
             victim = victim or self.rng.choice(live)
             self._crash(victim)
             self.at(self.now + self.rng.randint(100, 1200), "restart", victim)
-        elif roll < 0.45:
+        elif roll < 0.4:
             self.partition(everyone)
-        elif roll < 0.55:
+        elif roll < 0.5:
             self.blocked.clear()
-        elif roll < 0.65 and self.cfg.membership_changes:
+        elif roll < 0.7 and self.cfg.membership_changes:
             self.change_membership()
-        elif roll < 0.75:
+        elif roll < 0.8:
             leader = self.current_leader()
             if leader is not None:
                 voters = [v for v in self.nodes[leader].raft.voters if v != leader]
                 if voters:
                     self.nodes[leader].raft.transfer_leadership(self.rng.choice(voters))
                     self.process(self.nodes[leader])
-        elif roll < 0.8:
+        elif roll < 0.85:
             for node_id in live:
                 self._crash(node_id)
                 self.at(self.now + self.rng.randint(50, 500), "restart", node_id)
@@ -689,6 +693,7 @@ class Simulation:
             self.blocked.clear()
 
     def partition(self, nodes: list[str]) -> None:
+        self.stats["partitions"] += 1
         self.blocked.clear()
         style = self.rng.random()
         if style < 0.4:
@@ -718,6 +723,7 @@ class Simulation:
             new_id = f"n{self.next_node}"
             result = raft.propose_conf_change(ConfChange("add", new_id))
             if isinstance(result, Proposal):
+                self.stats["members_added"] += 1
                 self.next_node += 1
                 node = SimNode(new_id, [], self)
                 self.nodes[new_id] = node
@@ -727,6 +733,7 @@ class Simulation:
             victim = self.rng.choice(voters)
             result = raft.propose_conf_change(ConfChange("remove", victim))
             if isinstance(result, Proposal):
+                self.stats["members_removed"] += 1
                 self.at(self.now + 2000, "retire", victim)
         self.process(self.nodes[leader])
 
@@ -744,6 +751,7 @@ class Simulation:
     def _crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
         if node.alive:
+            self.stats["crashes"] += 1
             node.crash()
 
     def _on_restart(self, node_id: str) -> None:
@@ -804,6 +812,7 @@ class Simulation:
             acked_writes=len(self.acked),
             events=self.events,
             leaders=len(self.leader_of_term),
+            stats=self.stats,
         )
 
 

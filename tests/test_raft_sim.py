@@ -4,6 +4,7 @@ snapshot installs, with safety checked at every step and linearizability at the 
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 
 import pytest
 from raftsim import SimConfig, Simulation, run_seed
@@ -23,11 +24,17 @@ def short_config(seed: int) -> SimConfig:
 def test_sweep_has_no_safety_violation_and_linearizable_histories(chunk: int) -> None:
     per_chunk = SWEEP_SEEDS // CHUNKS
     acked = 0
+    stats: Counter[str] = Counter()
     for seed in range(chunk * per_chunk, (chunk + 1) * per_chunk):
         outcome = run_seed(seed, short_config(seed), failover=False)
         assert outcome.violations == [], f"seed {seed}: {outcome.violations}"
         acked += outcome.acked_writes
+        stats.update(outcome.stats)
     assert acked > per_chunk * 20, "the clients must get real work acknowledged"
+    # The sweep really exercises the hostile parts, not only the happy path.
+    for what in ("crashes", "partitions", "snapshots_installed", "TimeoutNow"):
+        assert stats[what] > 0, f"no {what} in seeds of chunk {chunk}: {dict(stats)}"
+    assert stats["members_added"] + stats["members_removed"] > 0
 
 
 def test_same_seed_gives_the_same_trace_and_other_seeds_differ() -> None:
