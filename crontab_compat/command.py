@@ -59,5 +59,7 @@ def join_command(command: str, stdin: str | None) -> str:
     text = command.replace("%", "\\%")
     if stdin is None:
         return text
-    body = stdin.removesuffix("\n")
+    body = stdin
+    if stdin.endswith("\n") and stdin[:-1] and not stdin[:-1].endswith("\n"):
+        body = stdin[:-1]  # cron adds the final newline back
     return text + "%" + body.replace("%", "\\%").replace("\n", "%")
