@@ -470,7 +470,7 @@ class Api:
                 load_timezone(tz_name)
             schedule = parse_schedule(spec, tz_name, req.arg("name") or "")
         except ValueError as e:
-            field = "timezone" if "time zone" in str(e) else "schedule"
+            field = "schedule" if str(e).startswith("can't parse job schedule") else "timezone"
             raise ApiError(400, str(e), field) from None
         times: list[str] = []
         t = datetime.now(UTC)
