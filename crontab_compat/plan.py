@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from crontab_compat.convert import MANAGED_BY, entry_to_job, env_warnings, host_timezone
-from crontab_compat.parser import Issue
+from crontab_compat.parser import Issue, ParsedCrontab, parse_crontab
 from crontab_compat.schedule import CronSchedule
 from crontab_compat.sources import collect_sources, read_source
 from crontab_compat.users import UserLookup, system_user_lookup
@@ -69,6 +69,33 @@ def _differs(new: dict, old: dict) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """How entries become jobs: where they come from and where they may run."""
+
+    host: str
+    timezone: str
+    pin_node: str | None = None
+    tags: dict[str, str] | None = None
+    agent_user: str | None = None
+
+
+def _options(
+    host: str | None,
+    pin_node: str | None,
+    tags: dict[str, str] | None,
+    timezone: str | None,
+    agent_user: str | None,
+) -> ImportOptions:
+    return ImportOptions(
+        host=host or pin_node or socket.gethostname(),
+        timezone=timezone or host_timezone(),
+        pin_node=pin_node,
+        tags=tags,
+        agent_user=agent_user,
+    )
+
+
 def plan_import(
     files: list[str],
     existing_jobs: list[dict],
@@ -84,34 +111,63 @@ def plan_import(
     strict: bool | None = None,
 ) -> Plan:
     """Compare the crontab files with the cluster's jobs and say what must change."""
-    host = host or pin_node or socket.gethostname()
-    zone = timezone or host_timezone()
-    plan = Plan(strict=(dialect == "debian") if strict is None else strict)
     sources, errors, warnings = collect_sources(files, user, dialect)
+    parsed = [read_source(source, dialect, lookup) for source in sources]
+    plan = Plan(strict=(dialect == "debian") if strict is None else strict)
     plan.errors.extend(errors)
     plan.warnings.extend(warnings)
+    options = _options(host, pin_node, tags, timezone, agent_user)
+    return _plan_parsed(plan, parsed, existing_jobs, options)
+
+
+def plan_text_import(
+    text: str,
+    source_name: str,
+    existing_jobs: list[dict],
+    dialect: str = "debian",
+    *,
+    user: str | None = None,
+    host: str | None = None,
+    pin_node: str | None = None,
+    tags: dict[str, str] | None = None,
+    timezone: str | None = None,
+    lookup: UserLookup = system_user_lookup,
+    agent_user: str | None = None,
+    strict: bool | None = None,
+) -> Plan:
+    """The same plan for crontab text (e.g. pasted in the UI); `user` makes it a user crontab."""
+    parsed = parse_crontab(
+        text, source_name, system=user is None, owner=user, dialect=dialect, lookup=lookup
+    )
+    plan = Plan(strict=(dialect == "debian") if strict is None else strict)
+    options = _options(host, pin_node, tags, timezone, agent_user)
+    return _plan_parsed(plan, [parsed], existing_jobs, options)
+
+
+def _plan_parsed(
+    plan: Plan, files: list[ParsedCrontab], existing_jobs: list[dict], options: ImportOptions
+) -> Plan:
     wanted: dict[str, dict] = {}
     covered_files: set[str] = set()
     seen_messages: set[str] = set()
-    for source in sources:
-        parsed = read_source(source, dialect, lookup)
+    for parsed in files:
         plan.errors.extend(parsed.errors)
         plan.warnings.extend(parsed.warnings)
         if parsed.rejected:
             if parsed.errors and not parsed.fatal:
                 plan.errors.append(
-                    Issue(source.path, 0, "file rejected", "Debian cron ignores the whole file")
+                    Issue(parsed.file, 0, "file rejected", "Debian cron ignores the whole file")
                 )
             continue
-        covered_files.add(source.path)
+        covered_files.add(parsed.file)
         for entry in parsed.entries:
             job = entry_to_job(
                 entry,
-                timezone=zone,
-                host=host,
-                agent_user=agent_user,
-                pin_node=pin_node,
-                tags=tags,
+                timezone=options.timezone,
+                host=options.host,
+                agent_user=options.agent_user,
+                pin_node=options.pin_node,
+                tags=options.tags,
             )
             for message in env_warnings(entry):
                 if message not in seen_messages:
@@ -134,7 +190,7 @@ def plan_import(
         meta = job.get("metadata") or {}
         if (
             meta.get("managed_by") == MANAGED_BY
-            and meta.get("crontab_host") == host
+            and meta.get("crontab_host") == options.host
             and meta.get("crontab_file") in covered_files
             and job.get("name") not in wanted
         ):

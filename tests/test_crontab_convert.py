@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crontab_compat.convert import entry_to_job, job_name, parse_tags
 from crontab_compat.parser import parse_crontab
-from crontab_compat.plan import format_plan, plan_import
+from crontab_compat.plan import format_plan, plan_import, plan_text_import
 from crontab_compat.schedule import CronSchedule
 from crontab_compat.users import fake_lookup
 
@@ -181,3 +181,25 @@ def test_fixture_system_corpus_meanings() -> None:
     assert by_command["echo yearly"].env["EMPTY"] == ""
     assert by_command["echo yearly"].env["MAILTO"] == "ops@example.org,dev@example.org"
     assert by_command["echo every five minutes in office hours"].user == "nobody"
+
+
+def test_plan_from_pasted_text() -> None:
+    text = "MAILTO=me@example.org\n0 9 * * mon-fri alice standup\n"
+    plan = plan_text_import(
+        text, "pasted", [], host="web1", timezone="UTC", lookup=USERS, agent_user="root"
+    )
+    (job,) = plan.create
+    assert job["executor_config"]["su"] == "alice"
+    assert job["metadata"]["crontab_file"] == "pasted"
+    again = plan_text_import(
+        "0 9 * * mon-fri standup\n",
+        "pasted",
+        [job],
+        user="alice",
+        host="web1",
+        timezone="UTC",
+        lookup=USERS,
+    )
+    assert len(again.create) == 1 and again.delete == [job]  # another line text: replaced
+    bad = plan_text_import("0 9 * * * ghost x\n", "pasted", [], host="h", lookup=USERS)
+    assert bad.blocked and [i.word for i in bad.errors] == ["bad username", "file rejected"]
