@@ -55,9 +55,13 @@ def _add_agent_flags(parser: argparse.ArgumentParser) -> None:
         if not spec.flag:
             continue
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": spec.help}
+        default = spec.default
+        if default not in ("", [], {}, False, 0) and spec.name != "node_name":
+            shown = str(default).lower() if isinstance(default, bool) else default
+            kwargs["help"] += f" [default: {shown}]"
         if spec.kind == "bool":
             kwargs.update(nargs="?", const="true", metavar="BOOL")
-            kwargs["help"] += " (--flag or --flag=false)"
+            kwargs["help"] += f"; --{spec.kebab}=false turns it off"
         elif spec.kind == "list":
             kwargs.update(action="append", metavar="VALUE")
             kwargs["help"] += " (repeatable)"

@@ -164,6 +164,7 @@ def build(output: Path, pip_args: list[str], root: Path = ROOT) -> Path:
         zipapp.create_archive(
             stage, target=partial, interpreter="/usr/bin/env python3", compressed=True
         )
+        partial.chmod(0o755)  # runnable as ./dkron.pyz by every user, like an installed binary
         os.replace(partial, output)
     return output
 
