@@ -31,7 +31,7 @@ def slug(text: str, limit: int) -> str:
 def job_name(entry: Entry, host: str) -> str:
     """Stable name from host, file, user and line text: re-importing updates the same job."""
     identity = "\n".join([host, entry.file, entry.user, entry.text.strip(), str(entry.occurrence)])
-    digest = hashlib.sha256(identity.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
     base = os.path.basename(entry.file)
     return f"cron-{slug(base, 24)}-{slug(entry.user, 16)}-{digest}"
 

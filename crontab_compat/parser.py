@@ -123,6 +123,18 @@ class _FileParser:
         self.result.errors.append(Issue(self.path, line_no, word, detail))
 
     def run(self, text: str) -> ParsedCrontab:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            line = text[: exc.start].count("\n") + 1
+            self.error(line, "not UTF-8 text", f"character {exc.start} cannot be encoded")
+            self.result.fatal = True
+            return self.result
+        if "\0" in text:
+            line = text[: text.index("\0")].count("\n") + 1
+            self.error(line, "binary file", "contains NUL characters")
+            self.result.fatal = True
+            return self.result
         lines = text.split("\n")
         last = lines.pop()  # text after the final newline ("" when the file ends with one)
         if len(lines) + (1 if last else 0) > MAX_LINES:
@@ -303,7 +315,7 @@ class _FileParser:
     def check_command(self, line_no: int, raw: str) -> None:
         if raw.startswith("*"):
             raise _LineError("bad command", f"{raw.split()[0]!r} looks like a sixth time field")
-        if len(raw.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES:
+        if len(raw.encode("utf-8")) > MAX_COMMAND_BYTES:
             raise _LineError("command too long", f"cron allows at most {MAX_COMMAND_BYTES} bytes")
         if not raw.strip():
             self.warn(line_no, "empty command", "cron accepts it; the job does nothing")

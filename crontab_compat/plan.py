@@ -239,3 +239,30 @@ def format_plan(plan: Plan, applied: bool = False) -> str:
         summary += "; applied"
     lines.append(summary)
     return "\n".join(lines)
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    """The plan as JSON-ready data (for an API endpoint or the UI's preview)."""
+
+    def change(job: dict) -> dict:
+        return {"job": job, "schedule_words": describe_job_schedule(job)}
+
+    return {
+        "create": [change(job) for job in plan.create],
+        "update": [change(job) for job in plan.update],
+        "delete": [change(job) for job in plan.delete],
+        "unchanged": len(plan.unchanged),
+        "errors": [issue_to_dict(issue) for issue in plan.errors],
+        "warnings": [issue_to_dict(issue) for issue in plan.warnings],
+        "blocked": plan.blocked,
+    }
+
+
+def issue_to_dict(issue: Issue) -> dict:
+    return {
+        "file": issue.file,
+        "line": issue.line,
+        "word": issue.word,
+        "detail": issue.detail,
+        "text": str(issue),
+    }

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from crontab_compat.convert import entry_to_job, job_name, parse_tags
 from crontab_compat.parser import parse_crontab
-from crontab_compat.plan import format_plan, plan_import, plan_text_import
+from crontab_compat.plan import format_plan, plan_import, plan_text_import, plan_to_dict
 from crontab_compat.schedule import CronSchedule
 from crontab_compat.users import fake_lookup
 
@@ -203,3 +203,27 @@ def test_plan_from_pasted_text() -> None:
     assert len(again.create) == 1 and again.delete == [job]  # another line text: replaced
     bad = plan_text_import("0 9 * * * ghost x\n", "pasted", [], host="h", lookup=USERS)
     assert bad.blocked and [i.word for i in bad.errors] == ["bad username", "file rejected"]
+
+
+def test_plan_as_json() -> None:
+    plan = plan_text_import(
+        "0 9 * * * root x\n61 * * * * root y\n",
+        "pasted",
+        [],
+        host="h",
+        timezone="UTC",
+        lookup=USERS,
+        dialect="cronie",
+    )
+    data = json.loads(json.dumps(plan_to_dict(plan)))
+    assert data["blocked"] is False
+    assert data["create"][0]["schedule_words"] == "at 09:00 every day (UTC time)"
+    assert data["errors"] == [
+        {
+            "file": "pasted",
+            "line": 2,
+            "word": "bad minute",
+            "detail": "'61'",
+            "text": "pasted:2: bad minute: '61'",
+        }
+    ]

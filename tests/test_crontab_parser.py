@@ -423,3 +423,14 @@ def test_permission_denied(tmp_path, monkeypatch) -> None:
     parsed = read(secret)
     assert parsed.rejected and parsed.entries == []
     assert str(parsed.errors[0]) == f"{secret}: cannot read file: Permission denied"
+
+
+def test_text_that_is_not_unicode_clean() -> None:
+    parsed = user_tab("* * * * * ok\n* * * * * bad \udd00\n")
+    assert parsed.rejected and (parsed.errors[0].word, parsed.errors[0].line) == (
+        "not UTF-8 text",
+        2,
+    )
+    parsed = user_tab("* * * * * ok\n\0\n", dialect="cronie")
+    assert parsed.rejected and parsed.entries == []
+    assert (parsed.errors[0].word, parsed.errors[0].line) == ("binary file", 2)
