@@ -273,3 +273,65 @@ def test_pip_install_gives_a_dkron_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr == 'dkron: error: flag --rpc-port: expected an integer, got "x"\n'
+
+
+def test_the_pyz_runs_a_working_node_from_an_empty_folder(pyz: Path, tmp_path: Path) -> None:
+    """The first README command, minus the build: a node that stores and runs jobs."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-I",
+            str(pyz),
+            "agent",
+            "--server",
+            "--bootstrap-expect",
+            "1",
+            "--http-addr",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def call(method: str, path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(base + path, data=data, method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert call("GET", "/health")[0] == 200
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        job = {
+            "name": "from-pyz",
+            "schedule": "@manually",
+            "executor": "shell",
+            "executor_config": {"command": "echo hello from the pyz"},
+        }
+        assert call("POST", "/v1/jobs", job)[0] == 201
+        assert call("POST", "/v1/jobs/from-pyz/run")[0] == 202
+        for _ in range(100):
+            _, runs = call("GET", "/v1/jobs/from-pyz/executions")
+            if runs and not runs[0]["finished_at"].startswith("0001"):
+                break
+            time.sleep(0.1)
+        assert runs[0]["success"] is True and runs[0]["output"] == "hello from the pyz\n"
+        assert (tmp_path / "dkron.data").is_dir()  # data in a local folder by default
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
