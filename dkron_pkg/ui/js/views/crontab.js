@@ -3,27 +3,45 @@
 import { api, ApiError, jobPath } from "../api.js";
 import { append, clear, errorBox, h, toast } from "../dom.js";
 
-function planSection(title, jobs, kind) {
-  if (!jobs || !jobs.length) return null;
+/**
+ * One planned change as {name, words, command}. The API may send a job, a bare job name, or
+ * {job, schedule_words} (the schedule in plain words).
+ */
+function describeChange(item) {
+  if (typeof item === "string") return { name: item, words: "", command: "" };
+  const job = item.job || item;
+  const config = job.executor_config || {};
+  return { name: job.name, words: item.schedule_words || job.schedule || "", command: config.command || "" };
+}
+
+function planSection(title, items, kind) {
+  if (!items || !items.length) return null;
   return h(
     "section",
     { class: `plan-${kind}` },
-    h("h3", {}, `${title} (${jobs.length})`),
+    h("h3", {}, `${title} (${items.length})`),
     h(
       "ul",
       {},
-      jobs.map((job) => {
-        const name = typeof job === "string" ? job : job.name;
-        const detail = typeof job === "string" ? "" : [job.schedule, job.executor_config && job.executor_config.command].filter(Boolean).join(" · ");
+      items.map((item) => {
+        const { name, words, command } = describeChange(item);
         return h(
           "li",
           {},
           kind === "create" ? h("strong", {}, name) : h("a", { href: `#${jobPath(name)}` }, name),
-          detail ? h("span", { class: "muted" }, ` ${detail}`) : null,
+          words ? h("span", {}, ` · ${words}`) : null,
+          command ? [" · ", h("code", {}, command)] : null,
         );
       }),
     ),
   );
+}
+
+/** An error or warning as text: plain strings, or {text} / {file, line, word, detail}. */
+function issueText(issue) {
+  if (typeof issue === "string") return issue;
+  if (issue.text) return issue.text;
+  return `${issue.file || ""}:${issue.line ?? ""}: ${issue.word || ""}${issue.detail ? ` (${issue.detail})` : ""}`;
 }
 
 function messages(title, list, kind) {
@@ -32,7 +50,7 @@ function messages(title, list, kind) {
     "section",
     { class: `plan-${kind}`, role: kind === "errors" ? "alert" : null },
     h("h3", {}, title),
-    h("ul", {}, list.map((m) => h("li", {}, h("code", {}, m)))),
+    h("ul", {}, list.map((m) => h("li", {}, h("code", {}, issueText(m))))),
   );
 }
 
@@ -41,7 +59,13 @@ function drawPlan(box, plan, applied) {
   const counts = ["create", "update", "delete"].map((k) => (plan[k] || []).length);
   append(box, [
     h("h2", {}, applied ? "Applied" : "Plan"),
-    h("p", { id: "plan-summary" }, `${counts[0]} to create, ${counts[1]} to update, ${counts[2]} to delete.`),
+    h(
+      "p",
+      { id: "plan-summary" },
+      `${counts[0]} to create, ${counts[1]} to update, ${counts[2]} to delete`,
+      typeof plan.unchanged === "number" ? `, ${plan.unchanged} unchanged.` : ".",
+      plan.blocked ? " Nothing will be applied while there are errors." : "",
+    ),
     messages("Errors", plan.errors, "errors"),
     messages("Warnings", plan.warnings, "warnings"),
     planSection("Create", plan.create, "create"),
@@ -97,7 +121,9 @@ export async function renderCrontab(ctx) {
     if (!plan) return;
     drawPlan(planBox, plan, false);
     previewed = text.value;
-    applyButton.disabled = Boolean(plan.errors && plan.errors.length);
+    // Debian's rules reject the whole file on one bad line; cronie's skip the line.
+    const blocked = "blocked" in plan ? plan.blocked : Boolean(plan.errors && plan.errors.length);
+    applyButton.disabled = Boolean(blocked);
   };
   applyButton.addEventListener("click", async () => {
     if (text.value !== previewed) return;
