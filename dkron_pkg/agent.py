@@ -26,6 +26,7 @@ from dkron_pkg import __version__, logs, metrics
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
+from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 from dkron_pkg.notify import Notifier
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
@@ -35,6 +36,7 @@ from dkron_pkg.timefmt import format_rfc3339
 log = logging.getLogger("dkron.agent")
 
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
+CRONTAB_POLL_SECONDS = 5.0
 DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
@@ -174,6 +176,8 @@ class Agent:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        self._run_reboot_jobs()
+        self._start_crontab_sync()
         log.info(
             "agent %s started: API on http://%s:%d, data in %s, %d jobs",
             self.node_name,
@@ -564,7 +568,7 @@ class Agent:
     def local_tags(self) -> dict[str, str]:
         host, _port = _split_host_port(getattr(self.config, "bind_addr", ""), 8946)
         rpc_port = int(getattr(self.config, "advertise_rpc_port", 0) or self.config.rpc_port)
-        tags = dict(getattr(self.config, "tags", {}) or {})
+        tags = {"node": self.node_name, **(getattr(self.config, "tags", {}) or {})}
         tags.update(
             {
                 "role": "dkron",
@@ -644,8 +648,103 @@ class Agent:
             "running": self.runner.running_count(),
         }
 
-    def crontab_import(self, text: str, dialect: str, user: str, apply: bool) -> dict:
-        return {"errors": ["crontab import is not available on this agent yet"]}
+    def crontab_import(
+        self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
+    ) -> dict:
+        """Plan (and with `apply`, carry out) the import of crontab text; see crontab_compat."""
+        from crontab_compat.apply import apply_plan
+        from crontab_compat.plan import plan_text_import, plan_to_dict
+
+        if dialect not in ("debian", "cronie"):
+            return {
+                "errors": [f'unknown dialect "{dialect}": use debian or cronie'],
+                "blocked": True,
+            }
+        existing = [public_job(j) for j in self.store.list_jobs()]
+        plan = plan_text_import(
+            text, source, existing, dialect, user=user or None, host=self.node_name
+        )
+        raw = plan_to_dict(plan)
+        out: dict[str, Any] = {
+            key: [{**c["job"], "schedule_words": c["schedule_words"]} for c in raw[key]]
+            for key in ("create", "update", "delete")
+        }
+        out["unchanged"] = raw["unchanged"]
+        out["errors"] = [e["text"] for e in raw["errors"]]
+        out["warnings"] = [w["text"] for w in raw["warnings"]]
+        out["error_details"] = raw["errors"]
+        out["blocked"] = raw["blocked"]
+        if apply and not plan.blocked:
+            result = apply_plan(plan, _LocalJobWriter(self))
+            out["applied"] = result.ok
+            out["message"] = result.message()
+        return out
+
+    def _start_crontab_sync(self) -> None:
+        """Own the host's crontab files (`--crontab-sync`): re-import them when they change."""
+        paths = list(getattr(self.config, "crontab_sync", []) or [])
+        if not paths:
+            return
+        from crontab_compat.sync import CrontabSync
+
+        sync = CrontabSync(
+            paths,
+            _LocalJobWriter(self),
+            node=self.node_name,
+            cluster_wide=bool(getattr(self.config, "crontab_cluster_wide", False)),
+            log=lambda message: log.info("crontab sync: %s", message),
+        )
+
+        def loop() -> None:
+            while not self._stopping.is_set():
+                try:
+                    sync.poll()
+                except Exception:
+                    log.exception("crontab sync failed; retrying")
+                self._stopping.wait(CRONTAB_POLL_SECONDS)
+
+        t = threading.Thread(target=loop, name="crontab-sync", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _run_reboot_jobs(self) -> None:
+        """`@reboot` jobs run once per boot of the host, not once per agent start."""
+        from crontab_compat.reboot import claim_reboot_run
+
+        state_dir = os.path.join(self.data_dir, "reboot")
+        for job in self.store.list_jobs():
+            if job.get("schedule", "").strip() != "@reboot" or job.get("disabled"):
+                continue
+            try:
+                if claim_reboot_run(job["name"], state_dir):
+                    self._run_cause(job["name"], "dependent")
+            except OSError as e:
+                log.warning("cannot decide @reboot run of %s: %s", job["name"], e)
+
+
+class _LocalJobWriter:
+    """The job store seen through the API's rules, for the crontab importer and sync."""
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+
+    def list_jobs(self) -> list[dict]:
+        return [public_job(j) for j in self.agent.store.list_jobs()]
+
+    def put_job(self, job: dict) -> None:
+        try:
+            normalized = normalize_job(job)
+            validate_job_semantics(normalized)
+        except JobError as e:
+            raise ValueError(str(e)) from None
+        result = self.agent.submit_job(normalized)
+        if not result.ok:
+            raise ValueError(result.error)
+
+    def delete_job(self, name: str) -> None:
+        result = self.agent.delete_job(name)
+        if not result.ok:
+            raise ValueError(result.error)
 
 
 def _advertise_host(host: str) -> str:

@@ -489,9 +489,10 @@ class Api:
             dialect=req.arg("dialect") or "debian",
             user=req.arg("user") or "",
             apply=apply,
+            source=req.arg("file") or "ui-upload",
         )
-        status = 200 if not result.get("errors") else 400
-        return Response(status, result)
+        failed = result.get("blocked") or (apply and result.get("applied") is False)
+        return Response(400 if failed else 200, result)
 
     def crontab_preview(self, req: Request) -> Response:
         return self._crontab_plan(req, apply=False)

@@ -168,3 +168,46 @@ def test_missed_runs_once_catches_up_one_run_after_downtime(tmp_path):
         assert len(c.get("/v1/jobs/catch-once/executions").json()) == 1
     finally:
         node.stop()
+
+
+def test_reboot_jobs_run_once_per_boot_not_per_agent_start(tmp_path):
+    marker = tmp_path / "reboot.log"
+    node = AgentProcess(tmp_path / "data").start()
+    c = node.client
+    try:
+        job = shell_job("at-boot", f"echo ran >> {marker}", schedule="@reboot")
+        assert c.post("/v1/jobs", job).status == 201
+        node.stop()
+        node.start()  # first agent start since the job exists: this boot has not run it yet
+        c.wait_for(lambda: marker.exists() and marker.read_text().count("ran") == 1)
+        node.stop()
+        node.start()  # same boot of the host: no second run
+        time.sleep(1.5)
+        assert marker.read_text().count("ran") == 1
+        assert len(c.get("/v1/jobs/at-boot/executions").json()) == 1
+    finally:
+        node.stop()
+
+
+def test_crontab_sync_keeps_jobs_in_step_with_the_files(tmp_path):
+    crontab = tmp_path / "cron.d" / "app"
+    crontab.parent.mkdir()
+    crontab.write_text("*/5 * * * * root echo one\n")
+    node = AgentProcess(tmp_path / "data", "--crontab-sync", str(crontab.parent)).start()
+    c = node.client
+
+    def synced():
+        jobs = c.get("/v1/jobs").json()
+        return sorted(j["executor_config"]["command"] for j in jobs if j["name"].startswith("cron"))
+
+    try:
+        assert c.wait_for(lambda: synced() == ["echo one"])
+        job = next(j for j in c.get("/v1/jobs").json() if j["name"].startswith("cron"))
+        assert job["tags"] == {"node": "node1:1"}  # pinned to the node that owns the file
+        assert job["schedule"] == "@crontab */5 * * * *"
+        crontab.write_text("*/5 * * * * root echo one\n0 4 * * * root echo two\n")
+        assert c.wait_for(lambda: synced() == ["echo one", "echo two"])
+        crontab.unlink()
+        assert c.wait_for(lambda: synced() == [])
+    finally:
+        node.stop()

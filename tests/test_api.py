@@ -447,3 +447,42 @@ def test_oversized_body_is_refused(tmp_path):
         assert client.get("/v1/jobs/big").status == 404
     finally:
         agent.stop()
+
+
+# ----- crontab import --------------------------------------------------------------------
+
+CRONTAB = "SHELL=/bin/sh\n*/5 * * * * root echo five\n0 3 * * 1-5 root echo weekdays\n"
+
+
+def test_crontab_preview_then_apply_then_reapply(node):
+    before = node.get("/v1/jobs").headers["X-Total-Count"]
+    r = node.request("POST", "/v1/crontab/preview?file=web-test", raw=CRONTAB.encode())
+    plan = r.json()
+    assert r.status == 200 and plan["errors"] == []
+    assert sorted(j["schedule"] for j in plan["create"]) == sorted(
+        ["@crontab 0 3 * * 1-5", "@crontab */5 * * * *"]
+    )
+    assert all(j["schedule_words"] for j in plan["create"])
+    assert node.get("/v1/jobs").headers["X-Total-Count"] == before  # preview changes nothing
+    r = node.request("POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode())
+    assert r.status == 200 and r.json()["applied"] is True
+    names = [j["name"] for j in plan["create"]]
+    for name in names:
+        job = node.get(f"/v1/jobs/{name}").json()
+        assert job["executor"] == "shell" and job["next"] > "2000"
+    again = node.request("POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode()).json()
+    assert again["create"] == [] and again["unchanged"] == 2
+    # Removing a line from the file removes its job.
+    shorter = "*/5 * * * * root echo five\n"
+    gone = node.request("POST", "/v1/crontab/apply?file=web-test", raw=shorter.encode()).json()
+    assert len(gone["delete"]) == 1
+    assert sum(node.get(f"/v1/jobs/{n}").status == 200 for n in names) == 1
+
+
+def test_crontab_with_a_bad_line_is_rejected_whole(node):
+    before = node.get("/v1/jobs").headers["X-Total-Count"]
+    text = "*/5 * * * * root echo ok\n61 * * * * root echo bad\n"
+    r = node.request("POST", "/v1/crontab/apply?file=bad-test", raw=text.encode())
+    assert r.status == 400
+    assert any("bad minute" in e and ":2" in e for e in r.json()["errors"])
+    assert node.get("/v1/jobs").headers["X-Total-Count"] == before
