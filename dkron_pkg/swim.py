@@ -331,9 +331,16 @@ class SwimNode:
         self._self.status = STATUS_LEFT
         self._self.changed = now
         msg = wire.Dead(self.incarnation, self.name, self.name, self.clock)
-        self._queue(self.name, wire.encode_message(msg))
+        framed = wire.encode_message(msg)
+        self._queue(self.name, framed)
         self._probe = None
+        # A leave happens once per lifetime: tell every live member directly, so nobody has to
+        # wait for gossip or a push-pull to learn it; the queued broadcast covers packet loss.
         out: list[Outgoing] = []
+        for name in self._others:
+            node = self._nodes[name]
+            if node.status <= STATUS_SUSPECT:
+                self._send(out, node.addr, node.port, [framed], piggyback=False)
         self._gossip(now, out)
         return out
 
