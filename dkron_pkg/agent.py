@@ -11,7 +11,6 @@ import gc
 import heapq
 import logging
 import os
-import queue
 import random
 import signal
 import socket
@@ -22,11 +21,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dkron_pkg import __version__, logs, metrics
+from dkron_pkg import __version__, crontab_bridge, logs, metrics
+from dkron_pkg.committer import Committer
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
-from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 from dkron_pkg.notify import Notifier
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
@@ -36,7 +35,6 @@ from dkron_pkg.timefmt import format_rfc3339
 log = logging.getLogger("dkron.agent")
 
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
-CRONTAB_POLL_SECONDS = 5.0
 DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
@@ -44,57 +42,6 @@ DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Committer:
-    """Group commit: callers queue commands; one thread applies whatever is queued as a batch."""
-
-    def __init__(self, apply_batch: Callable[[list[dict]], list[Result]]):
-        self._apply_batch = apply_batch
-        self._queue: queue.Queue[tuple[list[dict], Future] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
-        self._thread.start()
-
-    def submit(self, commands: list[dict]) -> list[Result]:
-        """Apply commands (durably) and return their results; blocks until committed."""
-        return self.submit_async(commands).result()
-
-    def submit_async(self, commands: list[dict]) -> Future:
-        fut: Future = Future()
-        self._queue.put((commands, fut))
-        return fut
-
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            while len(batch) < 1000:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                batch.append(nxt)
-            commands = [c for cmds, _ in batch for c in cmds]
-            try:
-                results = self._apply_batch(commands)
-            except Exception as e:  # disk full, I/O error: fail the callers, keep running
-                log.exception("commit failed")
-                for _, fut in batch:
-                    fut.set_exception(e)
-                continue
-            pos = 0
-            for cmds, fut in batch:
-                fut.set_result(results[pos : pos + len(cmds)])
-                pos += len(cmds)
-
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
 
 
 def _split_host_port(addr: str, default_port: int) -> tuple[str, int]:
@@ -176,8 +123,8 @@ class Agent:
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        self._run_reboot_jobs()
-        self._start_crontab_sync()
+        crontab_bridge.run_reboot_jobs(self)
+        crontab_bridge.start_crontab_sync(self)
         log.info(
             "agent %s started: API on http://%s:%d, data in %s, %d jobs",
             self.node_name,
@@ -186,6 +133,17 @@ class Agent:
             self.data_dir,
             len(self.store.job_names()),
         )
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set once the agent begins to stop; background loops watch it."""
+        return self._stopping
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        """Run a background loop for the agent's lifetime."""
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def _recover(self) -> None:
         """Settle what a previous process left open: no run stays "running" forever."""
@@ -438,7 +396,7 @@ class Agent:
             if action == "retry":
                 self._schedule_retry(f)
             elif action == "run_dependent":
-                self._run_cause(f["job_name"], "dependent")
+                self.run_cause(f["job_name"], "dependent")
             elif action == "delete_ephemeral":
                 self.delete_job(f["job_name"])
 
@@ -460,7 +418,7 @@ class Agent:
             self._timers.add(timer)
         timer.start()
 
-    def _run_cause(self, name: str, cause: str) -> Result:
+    def run_cause(self, name: str, cause: str) -> Result:
         job = self.store.get_job(name)
         if job is None:
             return Result(False, f'job "{name}" not found', 404)
@@ -528,7 +486,7 @@ class Agent:
         return result
 
     def run_now(self, name: str) -> Result:
-        return self._run_cause(name, "manual")
+        return self.run_cause(name, "manual")
 
     def delete_executions(self, name: str) -> Result:
         return self.committer.submit([{"op": "delete_executions", "name": name}])[0]
@@ -639,6 +597,11 @@ class Agent:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         metrics.api_request(route, method, status, seconds)
 
+    def crontab_import(
+        self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
+    ) -> dict:
+        return crontab_bridge.crontab_import(self, text, dialect, user, apply, source)
+
     def debug_vars(self) -> dict:
         return {
             "node": self.node_name,
@@ -647,104 +610,6 @@ class Agent:
             "store": self.store.counts(),
             "running": self.runner.running_count(),
         }
-
-    def crontab_import(
-        self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
-    ) -> dict:
-        """Plan (and with `apply`, carry out) the import of crontab text; see crontab_compat."""
-        from crontab_compat.apply import apply_plan
-        from crontab_compat.plan import plan_text_import, plan_to_dict
-
-        if dialect not in ("debian", "cronie"):
-            return {
-                "errors": [f'unknown dialect "{dialect}": use debian or cronie'],
-                "blocked": True,
-            }
-        existing = [public_job(j) for j in self.store.list_jobs()]
-        plan = plan_text_import(
-            text, source, existing, dialect, user=user or None, host=self.node_name
-        )
-        raw = plan_to_dict(plan)
-        out: dict[str, Any] = {
-            key: [{**c["job"], "schedule_words": c["schedule_words"]} for c in raw[key]]
-            for key in ("create", "update", "delete")
-        }
-        out["unchanged"] = raw["unchanged"]
-        out["errors"] = [e["text"] for e in raw["errors"]]
-        out["warnings"] = [w["text"] for w in raw["warnings"]]
-        out["error_details"] = raw["errors"]
-        out["blocked"] = raw["blocked"]
-        if apply and not plan.blocked:
-            result = apply_plan(plan, _LocalJobWriter(self))
-            out["applied"] = result.ok
-            out["message"] = result.message()
-        return out
-
-    def _start_crontab_sync(self) -> None:
-        """Own the host's crontab files (`--crontab-sync`): re-import them when they change."""
-        paths = list(getattr(self.config, "crontab_sync", []) or [])
-        if not paths:
-            return
-        from crontab_compat.sync import CrontabSync
-
-        sync = CrontabSync(
-            paths,
-            _LocalJobWriter(self),
-            node=self.node_name,
-            cluster_wide=bool(getattr(self.config, "crontab_cluster_wide", False)),
-            log=lambda message: log.info("crontab sync: %s", message),
-        )
-
-        def loop() -> None:
-            while not self._stopping.is_set():
-                try:
-                    sync.poll()
-                except Exception:
-                    log.exception("crontab sync failed; retrying")
-                self._stopping.wait(CRONTAB_POLL_SECONDS)
-
-        t = threading.Thread(target=loop, name="crontab-sync", daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _run_reboot_jobs(self) -> None:
-        """`@reboot` jobs run once per boot of the host, not once per agent start."""
-        from crontab_compat.reboot import claim_reboot_run
-
-        state_dir = os.path.join(self.data_dir, "reboot")
-        for job in self.store.list_jobs():
-            if job.get("schedule", "").strip() != "@reboot" or job.get("disabled"):
-                continue
-            try:
-                if claim_reboot_run(job["name"], state_dir):
-                    self._run_cause(job["name"], "dependent")
-            except OSError as e:
-                log.warning("cannot decide @reboot run of %s: %s", job["name"], e)
-
-
-class _LocalJobWriter:
-    """The job store seen through the API's rules, for the crontab importer and sync."""
-
-    def __init__(self, agent: Agent):
-        self.agent = agent
-
-    def list_jobs(self) -> list[dict]:
-        return [public_job(j) for j in self.agent.store.list_jobs()]
-
-    def put_job(self, job: dict) -> None:
-        try:
-            normalized = normalize_job(job)
-            validate_job_semantics(normalized)
-        except JobError as e:
-            raise ValueError(str(e)) from None
-        result = self.agent.submit_job(normalized)
-        if not result.ok:
-            raise ValueError(result.error)
-
-    def delete_job(self, name: str) -> None:
-        result = self.agent.delete_job(name)
-        if not result.ok:
-            raise ValueError(result.error)
 
 
 def _advertise_host(host: str) -> str:
