@@ -97,7 +97,7 @@ def false_one(args: tuple) -> dict:
     return {
         "false": len(sim.false_failures()),
         "joined": joined,
-        "kept": sim.converged(n),
+        "kept": sim.all_members_kept(),
         "suspicions": sum(nd.core.stats["suspicions"] for nd in sim.nodes),
     }
 

@@ -39,7 +39,7 @@ Two measured improvements over memberlist (both keep its timings):
   random probing, never worse. ``Profile.aligned_probes=False`` restores round-robin.
 - Suspicion age: a suspect message carries how long its sender has suspected the node, so
   every member's timer counts from the same origin and all reach the verdict together.
-  Helpers also nack at 80% of the probe timeout so a healthy prober hears the nack in time,
+  Helpers nack after half the probe timeout so a healthy prober hears the nack in time,
   and a probe ends as soon as every helper has nacked.
 """
 
@@ -716,9 +716,10 @@ class SwimNode:
 
     def _on_ping_req(self, msg: wire.PingReq, now: float, out: list[Outgoing], rel: bool) -> None:
         seq = self._next_seq()
-        # Nack at 80% of the probe timeout so that a healthy requester hears it before its own
-        # deadline (memberlist's nack lands just after it while the health score is 0).
-        nack_at = now + 0.8 * self.profile.probe_timeout
+        # Nack after half the probe timeout (memberlist waits a whole one, so its nack lands
+        # just after the requester's deadline): the requester hears it in time, and a probe
+        # that every helper has nacked can end early.
+        nack_at = now + 0.5 * self.profile.probe_timeout
         self._relays[seq] = _Relay(msg.src_addr, msg.src_port, msg.seq, nack_at, msg.want_nack)
         ping = wire.Ping(seq, msg.target, self.name, self.addr, self.port)
         self._send(out, msg.target_addr, msg.target_port, [wire.encode_message(ping)])

@@ -259,6 +259,16 @@ class Sim:
                 return False
         return True
 
+    def all_members_kept(self) -> bool:
+        """No live node has lost a live node: each sees every other as alive or suspect."""
+        live = self.live()
+        for i in live:
+            core = self.nodes[i].core
+            for j in live:
+                if core.status_of(self.names[j]) not in ("alive", "suspect"):
+                    return False
+        return True
+
     def false_failures(self) -> list[Observation]:
         crashed = {self.names[i] for i, nd in enumerate(self.nodes) if nd.crashed}
         return [o for o in self.observations if o.kind == "failed" and o.subject not in crashed]
