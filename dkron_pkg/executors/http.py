@@ -290,9 +290,15 @@ class HttpExecutor:
             WATCHDOG.remove(watch)
             if abort.conn is not None:
                 abort.conn.close()
+        timed_out = abort.reason == "timeout" or (
+            error is not None
+            and cfg.timeout is not None
+            and watch.deadline is not None
+            and time.monotonic() >= watch.deadline - 0.01  # the socket's own timeout won the race
+        )
         if abort.reason == "stopped":
             error = STOPPED_MESSAGE
-        elif abort.reason == "timeout":
+        elif timed_out:
             error = (
                 f'{cfg.method} "{cfg.url}": timeout after {cfg.timeout:g}s '
                 "(Client.Timeout exceeded)"
