@@ -843,13 +843,14 @@ class SwimNode:
     def _on_push_pull(self, msg: wire.PushPull, now: float, out: list[Outgoing], rel: bool) -> None:
         if msg.ltime >= self.clock:
             self.clock = msg.ltime + 1
+        for st in msg.states:
+            self._merge(st, msg.src_name, now)
+        # Reply after merging, so that a refutation of what the peer believed rides along.
         if not msg.reply:
             self._send_push_pull(out, msg.src_addr, msg.src_port, join=msg.join, reply=True)
         elif self._join is not None and not self._join.done:
             self._join.done = True
         self.joined = True
-        for st in msg.states:
-            self._merge(st, msg.src_name, now)
 
     def _merge(self, st: wire.NodeState, sender: str, now: float) -> None:
         """Apply one remote state entry; a remote 'failed' only makes us suspect (memberlist)."""
