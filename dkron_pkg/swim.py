@@ -306,12 +306,16 @@ class SwimNode:
         self._next_push_pull = now + self.rng.uniform(0, period)
         self.joined = True
 
-    def join(self, seeds: Iterable[tuple[str, int]], now: float, max_attempts: int = 0):
+    def join(
+        self, seeds: Iterable[tuple[str, int]], now: float, max_attempts: int = 0
+    ) -> list[Outgoing]:
         """Push-pull with each seed; retried with backoff until one of them answers."""
+        self._now = now
         seeds = [(a, int(p)) for a, p in seeds if (a, int(p)) != (self.addr, self.port)]
         if not seeds:
             self.joined = True
             return []
+        self._queue_self_alive()  # gossiped as soon as the push-pull has taught us some peers
         base = self.profile.retry_join_interval
         self._join = _JoinState(seeds, now + base, base, max_attempts=max_attempts)
         self._join.history.append(now)
