@@ -712,6 +712,8 @@ class RaftNode:
         pr = self._progress.get(peer)
         if pr is None:
             return
+        if pr.state == _Progress.PROBE:
+            allow_empty = True  # a probe may be empty: it finds where the follower's log ends
         while True:
             if pr.state == _Progress.SNAPSHOT:
                 return
@@ -751,6 +753,7 @@ class RaftNode:
 
     def _send_snapshot(self, peer: str, pr: _Progress) -> None:
         if self._snapshot is None:
+            pr.probe_sent = 1
             return
         pr.state = _Progress.SNAPSHOT
         pr.inflight.clear()

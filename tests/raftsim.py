@@ -38,6 +38,7 @@ from dkron_pkg.raftlog import (
     Proposal,
     RaftConfig,
     RaftNode,
+    ReadState,
     Ready,
     Refused,
     Role,
@@ -285,6 +286,7 @@ class Simulation:
         self.failover_term = 0
         self.failover_ms: int | None = None
         self.stats: Counter[str] = Counter()
+        self.read_log: list[tuple[str, ReadState]] = []
 
     # ----- event queue ------------------------------------------------------------------------
 
@@ -468,6 +470,7 @@ class Simulation:
                 if pending is not None:
                     self.answer(pending, result, entry)
         for rs in rd.read_states:
+            self.read_log.append((node.id, rs))
             pending = node.reads.get(rs.context.decode())
             if pending is not None:
                 pending.read_index = rs.index
@@ -894,6 +897,14 @@ class Cluster(Simulation):
 
     def crash(self, node_id: str) -> None:
         self._crash(node_id)
+
+    def add_node(self, node_id: str) -> SimNode:
+        """Start a fresh server that knows no peers and waits to be added."""
+        node = SimNode(node_id, [], self)
+        self.nodes[node_id] = node
+        node.start()
+        node.raft.tick(self.now)
+        return node
 
     def restart(self, node_id: str) -> None:
         self._restart(node_id)
