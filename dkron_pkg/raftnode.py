@@ -1,0 +1,1090 @@
+"""The Raft driver of a server: runs the pure core (raftlog) with a clock, threads, the durable
+log (raft_storage) and the RPC transport, and puts the job store under it.
+
+Threads, each with one job:
+- the Raft loop owns the `RaftNode` and the `FileStorage`: it feeds received messages, ticks
+  and proposals to the core, and for every Ready writes entries + hard state with ONE fsync,
+  then hands messages to the per-peer senders and committed entries to the apply thread.
+  Submits queued while an fsync runs become one proposal (one entry) next time: group commit.
+- the apply thread applies committed entries to the store, in order, several entries per
+  `store.apply_batch` (one SQLite transaction), takes snapshots every `snapshot_every` entries
+  and answers the submitters;
+- per-peer sender threads (raft_sender) and a maintenance thread (address announcements,
+  expiry of submits that waited too long).
+
+Entries: a DATA entry is a JSON list of commands. Commands whose op starts with "raft." are the
+driver's own (today only `raft.addresses`, the replicated node-id -> RPC address map, see
+raft_envelope); all others go to `store.apply_batch(commands, last_index=index)`. Entries at or
+below `store.last_applied` are skipped on restart (the store keeps its own durable position).
+Snapshots are `raft_envelope.pack_snapshot(addresses, store.snapshot())`.
+
+Durability: the Raft log is the durable record (fsynced before any acknowledgement), so the
+store's own SQLite commits need not be fsynced (the driver sets `synchronous=NORMAL`, which keeps
+transactions atomic): after a power loss the store resumes from its last durable position and
+the log (or the snapshot) replays the rest.
+
+Recovery (as Dkron): `<data_dir>/raft/peers.json` (`[{"id": "n1", "address": "ip:6868"}]`) is
+read at start: every entry in the local log is applied, a snapshot is written whose voter set is
+exactly the file's, and the file is deleted. Run it on every surviving server with the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import queue
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from .raft_envelope import (
+    ADDRESSES_OP,
+    EnvelopeError,
+    addresses_command,
+    is_driver_command,
+    pack_snapshot,
+    read_peers_file,
+    unpack_snapshot,
+)
+from .raft_messages import DecodeError, EntryKind, SnapshotMeta, decode
+from .raft_sender import PeerSender
+from .raft_storage import FileStorage
+from .raftlog import (
+    ConfChange,
+    NotLeader,
+    Proposal,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Refused,
+    Role,
+    Snapshot,
+)
+from .rpc import RpcClient, RpcError
+from .store import Result, Store
+
+log = logging.getLogger("dkron.raft")
+
+TICK_S = 0.005
+MAX_COMMANDS_PER_ENTRY = 2000
+MAX_BYTES_PER_ENTRY = 512 * 1024
+RETRY_PAUSE_S = 0.02
+
+
+class NotLeaderError(Exception):
+    """No leader could take the request (none elected, or it could not be reached)."""
+
+
+class RaftError(Exception):
+    """The request reached the cluster but its outcome is unknown or it failed."""
+
+
+class _Retry(Exception):
+    """Internal: the request was certainly not applied and may be sent again."""
+
+
+def raft_config(multiplier: int = 1, **overrides: Any) -> RaftConfig:
+    """Timings scaled like Dkron's `raft-multiplier` (1 = 150-300 ms election timeouts)."""
+    if not 1 <= int(multiplier) <= 10:
+        raise ValueError(f"raft-multiplier must be between 1 and 10, got {multiplier}")
+    m = int(multiplier)
+    base = {
+        "election_timeout_min_ms": 150 * m,
+        "election_timeout_max_ms": 300 * m,
+        "heartbeat_ms": 50 * m,
+        "snapshot_retry_ms": 300 * m,
+    }
+    base.update(overrides)
+    return RaftConfig(**base)
+
+
+def _result_to_dict(result: Result) -> dict:
+    return dataclasses.asdict(result)
+
+
+def _result_from_dict(data: dict) -> Result:
+    return Result(**{f.name: data[f.name] for f in dataclasses.fields(Result) if f.name in data})
+
+
+class _Waiter:
+    """Submits waiting for one proposed entry (index, term) to be applied."""
+
+    __slots__ = ("deadline", "futures", "term")
+
+    def __init__(self, term: int, deadline: float) -> None:
+        self.term = term
+        self.deadline = deadline
+        self.futures: list[tuple[Future, int]] = []
+
+
+class RaftReplicator:
+    """Replicates store commands through Raft; see the module docstring."""
+
+    def __init__(
+        self,
+        node_id: str,
+        rpc_addr: str,
+        data_dir: str,
+        store: Store,
+        rpc_client: RpcClient,
+        *,
+        bootstrap: dict[str, str] | None = None,
+        config: RaftConfig | None = None,
+        fsync: bool = True,
+        snapshot_every: int = 10_000,
+        on_leadership: Callable[[bool], None] | None = None,
+        on_applied: Callable[[list[dict], list[Result]], None] | None = None,
+    ) -> None:
+        if not node_id:
+            raise ValueError("raft: node id must not be empty")
+        if snapshot_every < 1:
+            raise ValueError(f"raft: snapshot_every must be at least 1, got {snapshot_every}")
+        self.id = node_id
+        self.rpc_addr = rpc_addr
+        self.raft_dir = Path(data_dir) / "raft"
+        self.store = store
+        self.rpc = rpc_client
+        self.bootstrap = dict(bootstrap or {})
+        self.config = config or raft_config()
+        self.fsync = fsync
+        self.snapshot_every = snapshot_every
+        self.on_leadership = on_leadership
+        self.on_applied = on_applied
+        self.dropped: Counter[str] = Counter()
+        self.recovered_from_peers_file = False
+        # addresses: replicated (from the log / snapshots) and local knowledge (bootstrap ...)
+        self._replicated_addrs: dict[str, str] = {}
+        self._local_addrs: dict[str, str] = dict(self.bootstrap)
+        self._addrs: dict[str, str] = {}
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._apply_q: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiters: dict[int, _Waiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._reads: dict[bytes, Future] = {}
+        self._read_ids = itertools.count(1)
+        self._applied = 0
+        self._applied_cv = threading.Condition()
+        self._store_floor = 0
+        self._last_snapshot = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"raft-{node_id}")
+        self._role = Role.FOLLOWER
+        self._term = 0
+        self._leader: str | None = None
+        self._voters: tuple[str, ...] = ()
+        self._leader_notified = False
+        self._failed: BaseException | None = None
+        self._storage: FileStorage | None = None
+        self._node: RaftNode | None = None
+        self._sender = PeerSender(self.rpc.send_raft, self._address_of)
+        self._started = False
+
+    # ----- start and stop ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the log, recover (peers.json, snapshot, store position) and start the threads."""
+        if self._started:
+            return
+        self._started = True
+        self._relax_store_sync()
+        self.raft_dir.mkdir(parents=True, exist_ok=True)
+        peers_file = self.raft_dir / "peers.json"
+        recovery = read_peers_file(peers_file) if peers_file.exists() else None
+        self._storage = FileStorage(self.raft_dir, fsync=self.fsync)
+        if self._storage.truncation_reason:
+            log.warning("raft: cut a torn log tail: %s", self._storage.truncation_reason)
+        if recovery is not None:
+            self._recover_from_peers(recovery)
+            peers_file.unlink()
+            self.recovered_from_peers_file = True
+            log.warning("raft: recovered the configuration from %s: %s", peers_file, recovery)
+        state = self._storage.load()
+        if state.snapshot is not None:
+            self._install_snapshot_locally(state.snapshot, at_start=True)
+        for entry in state.entries:
+            if entry.kind == EntryKind.DATA and ADDRESSES_OP.encode() in entry.data:
+                self._learn_addresses_from(entry.data)
+        self._store_floor = self.store.last_applied
+        known = max(self._storage.last_index, state.snapshot.meta.index if state.snapshot else 0)
+        if self._store_floor > known:
+            log.warning(
+                "raft: the store says it applied index %d but the Raft log ends at %d; "
+                "was %s replaced? The store is kept as it is.",
+                self._store_floor,
+                known,
+                self.raft_dir,
+            )
+        self._applied = max(self._store_floor, state.snapshot.meta.index if state.snapshot else 0)
+        self._last_snapshot = state.snapshot.meta.index if state.snapshot else 0
+        self._local_addrs[self.id] = self.rpc_addr
+        self._refresh_addresses()
+        self._node = RaftNode(self.id, sorted(self.bootstrap), state, random.Random(), self.config)
+        self._publish_state()
+        for target, name in (
+            (self._raft_loop, "raft-loop"),
+            (self._apply_loop, "raft-apply"),
+            (self._maintenance_loop, "raft-maint"),
+        ):
+            thread = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        """Stop the threads and close the log (the store and RPC client belong to the caller)."""
+        if not self._started or self._stop.is_set():
+            return
+        self._stop.set()
+        self._inbox.put(None)
+        self._apply_q.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._sender.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            for fut, _ in waiter.futures:
+                _fail(fut, RaftError("raft: node is shutting down; the write's outcome is unknown"))
+        for fut in list(self._reads.values()):
+            _fail(fut, NotLeaderError("raft: node is shutting down"))
+        if self._storage is not None:
+            self._storage.close()
+
+    def _relax_store_sync(self) -> None:
+        """The Raft log is the durable record; the store only needs atomic transactions."""
+        db = getattr(self.store, "_db", None)
+        if db is not None:
+            try:
+                db.execute("PRAGMA synchronous=NORMAL")
+            except Exception:  # keep the store's own setting if it refuses
+                log.debug("raft: could not relax store synchronous mode", exc_info=True)
+
+    # ----- public state ------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self._role == Role.LEADER
+
+    def leader_id(self) -> str | None:
+        return self._leader
+
+    def leader_addr(self) -> str | None:
+        leader = self._leader
+        return self._addrs.get(leader) if leader else None
+
+    def applied_index(self) -> int:
+        return self._applied
+
+    def term(self) -> int:
+        return self._term
+
+    def voters(self) -> list[str]:
+        return list(self._voters)
+
+    def addresses(self) -> dict[str, str]:
+        return dict(self._addrs)
+
+    def peers(self) -> list[dict]:
+        leader = self._leader
+        return [
+            {
+                "node": node,
+                "id": node,
+                "address": self._addrs.get(node, ""),
+                "state": "leader" if node == leader else "follower",
+                "voter": True,
+            }
+            for node in self._voters
+        ]
+
+    # ----- inbound transport ------------------------------------------------------------------
+
+    def on_raft_frame(self, data: bytes, peer: str) -> None:
+        """A RAFT frame from RpcServer (already authenticated): decode and queue it."""
+        try:
+            msg = decode(data)
+        except DecodeError as exc:
+            self._drop(f"undecodable Raft message: {exc}", peer)
+            return
+        if msg.dst != self.id:
+            self._drop(f"Raft message for {msg.dst!r}, not for this node", peer)
+            return
+        self._inbox.put(("msg", msg))
+
+    def _drop(self, reason: str, peer: str) -> None:
+        key = reason.split(":")[0]
+        self.dropped[key] += 1
+        log.warning("raft: dropped a frame from %s: %s", peer, reason)
+
+    def handle_rpc(self, method: str, args: Any, peer: str) -> Any:
+        """Methods "raft.*" that peers call on each other (forwarded writes, reads, joins)."""
+        args = args if isinstance(args, dict) else {}
+        if method == "raft.submit":
+            commands = args.get("commands")
+            if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
+                raise RpcError("raft.submit: 'commands' must be a list of objects")
+            timeout = float(args.get("timeout", 10.0))
+            return self._serve_forwarded_submit(commands, timeout, int(args.get("hops", 0)))
+        if method == "raft.read_index":
+            if not self.is_leader():
+                return {"not_leader": self._leader}
+            try:
+                return {"index": self._read_index(float(args.get("timeout", 5.0)))}
+            except _Retry:
+                return {"not_leader": self._leader}
+        if method == "raft.add_server":
+            node, addr = args.get("id"), args.get("address")
+            if not isinstance(node, str) or not isinstance(addr, str):
+                raise RpcError("raft.add_server: 'id' and 'address' strings are required")
+            self.add_server(node, addr)
+            return {}
+        if method == "raft.remove_server":
+            node = args.get("id")
+            if not isinstance(node, str):
+                raise RpcError("raft.remove_server: an 'id' string is required")
+            self.remove_server(node)
+            return {}
+        if method == "raft.hello":
+            addresses = args.get("addresses")
+            if isinstance(addresses, dict):
+                update = {str(k): str(v) for k, v in addresses.items() if k != self.id}
+                self._local_addrs = {**self._local_addrs, **update}
+                self._refresh_addresses()
+            return {}
+        if method == "raft.peers":
+            return self.peers()
+        if method == "raft.leader":
+            return {"id": self._leader, "address": self.leader_addr()}
+        raise RpcError(f"unknown Raft method {method!r}")
+
+    # ----- writes ------------------------------------------------------------------------------
+
+    def submit(self, commands: list[dict], timeout: float = 10.0) -> list[Result]:
+        """Commit commands and return their results once this node has applied them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._check_usable()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                if self.is_leader():
+                    fut = self._propose(commands, remaining)
+                    return _wait(fut, remaining, "commit")[1]
+                leader_addr = self.leader_addr()
+                if leader_addr is not None and self._leader != self.id:
+                    return self._forward_submit(leader_addr, commands, deadline)
+            except _Retry:
+                pass
+            time.sleep(min(RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+        raise NotLeaderError(self._no_leader_message(timeout))
+
+    def submit_async(self, commands: list[dict]) -> Future:
+        """Like `submit`, without blocking. On the leader this costs no thread per call."""
+        outer: Future = Future()
+        if not self.is_leader():
+            return self._pool.submit(self.submit, commands)
+        inner = self._propose(commands, 10.0)
+
+        def done(fut: Future) -> None:
+            exc = fut.exception()
+            if exc is None:
+                outer.set_result(fut.result()[1])
+            elif isinstance(exc, _Retry):
+                retry = self._pool.submit(self.submit, commands)
+                retry.add_done_callback(lambda r: _copy_future(r, outer))
+            else:
+                outer.set_exception(exc)
+
+        inner.add_done_callback(done)
+        return outer
+
+    def _propose(self, commands: list[dict], timeout: float) -> Future:
+        fut: Future = Future()
+        fut.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+        self._inbox.put(("prop", commands, fut))
+        return fut
+
+    def _forward_submit(self, addr: str, commands: list[dict], deadline: float) -> list[Result]:
+        remaining = deadline - time.monotonic()
+        args = {"commands": commands, "timeout": remaining}
+        try:
+            reply = self.rpc.call(addr, "raft.submit", args, timeout=remaining + 1.0)
+        except RpcError as exc:
+            if str(exc).startswith("cannot reach"):
+                raise _Retry() from None
+            raise RaftError(
+                f"raft: write forwarded to the leader at {addr} failed: {exc}"
+            ) from None
+        if not isinstance(reply, dict) or "not_leader" in reply or reply.get("lost"):
+            raise _Retry()
+        index = int(reply["index"])
+        results = [_result_from_dict(r) for r in reply["results"]]
+        self.wait_applied(index, deadline - time.monotonic())
+        return results
+
+    def _serve_forwarded_submit(self, commands: list[dict], timeout: float, hops: int) -> dict:
+        if not self.is_leader():
+            addr = self.leader_addr()
+            if hops < 1 and addr is not None and self._leader != self.id:
+                args = {"commands": commands, "timeout": timeout, "hops": hops + 1}
+                try:
+                    return self.rpc.call(addr, "raft.submit", args, timeout=timeout + 1.0)
+                except RpcError as exc:
+                    if str(exc).startswith("cannot reach"):
+                        return {"not_leader": self._leader}
+                    raise
+            return {"not_leader": self._leader}
+        fut = self._propose(commands, timeout)
+        try:
+            index, results = _wait(fut, timeout, "commit")
+        except _Retry:
+            return {"lost": True}
+        return {"index": index, "results": [_result_to_dict(r) for r in results]}
+
+    def wait_applied(self, index: int, timeout: float) -> None:
+        """Block until this node's store has applied `index` (read-your-writes)."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._applied_cv:
+            while self._applied < index:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    raise TimeoutError(
+                        f"raft: index {index} committed but not applied on {self.id} "
+                        f"within the timeout (applied {self._applied})"
+                    )
+                self._applied_cv.wait(min(remaining, 0.1))
+
+    def barrier(self, timeout: float = 5.0) -> None:
+        """Linearizable read point: return once this node applied all that was committed
+        before the call (ReadIndex through the leader)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_usable()
+            remaining = deadline - time.monotonic()
+            try:
+                if self.is_leader():
+                    index = self._read_index(remaining)
+                else:
+                    addr = self.leader_addr()
+                    if addr is None or self._leader == self.id:
+                        raise _Retry()
+                    try:
+                        reply = self.rpc.call(
+                            addr, "raft.read_index", {"timeout": remaining}, timeout=remaining
+                        )
+                    except RpcError as exc:
+                        if str(exc).startswith("cannot reach"):
+                            raise _Retry() from None
+                        raise RaftError(f"raft: read index from {addr} failed: {exc}") from None
+                    if not isinstance(reply, dict) or "index" not in reply:
+                        raise _Retry()
+                    index = int(reply["index"])
+                self.wait_applied(index, deadline - time.monotonic())
+                return
+            except _Retry:
+                time.sleep(RETRY_PAUSE_S)
+        raise NotLeaderError(self._no_leader_message(timeout))
+
+    def _read_index(self, timeout: float) -> int:
+        fut: Future = Future()
+        context = f"{self.id}:{next(self._read_ids)}".encode()
+
+        def start(node: RaftNode) -> None:
+            result = node.read_index(context)
+            if isinstance(result, NotLeader):
+                fut.set_exception(_Retry())
+            else:
+                self._reads[context] = fut
+
+        self._call_in_loop(start)
+        try:
+            return _wait(fut, timeout, "read index")
+        finally:
+            self._reads.pop(context, None)
+
+    # ----- membership -------------------------------------------------------------------------
+
+    def add_server(self, node_id: str, rpc_addr: str, timeout: float = 10.0) -> None:
+        """Add a voter (idempotent). On a follower the request is forwarded to the leader."""
+        if not node_id or ":" not in rpc_addr:
+            raise ValueError(f"raft: add_server needs a node id and an ip:port, got {rpc_addr!r}")
+        deadline = time.monotonic() + timeout
+        if not self._ensure_leader_or_forward(
+            "raft.add_server", {"id": node_id, "address": rpc_addr}, deadline
+        ):
+            return
+        if self._replicated_addrs.get(node_id) != rpc_addr:
+            self.submit([addresses_command({node_id: rpc_addr})], deadline - time.monotonic())
+        # The newcomer learns addresses from the log, but must answer the leader before that.
+        try:
+            self.rpc.call(rpc_addr, "raft.hello", {"addresses": self.addresses()}, timeout=2.0)
+        except RpcError as exc:
+            log.warning("raft: could not greet new server %s at %s: %s", node_id, rpc_addr, exc)
+        self._change_membership("add", node_id, deadline)
+
+    def remove_server(self, node_id: str, timeout: float = 10.0) -> None:
+        """Remove a voter (idempotent). On a follower the request is forwarded to the leader."""
+        deadline = time.monotonic() + timeout
+        if not self._ensure_leader_or_forward("raft.remove_server", {"id": node_id}, deadline):
+            return
+        self._change_membership("remove", node_id, deadline)
+
+    def _ensure_leader_or_forward(self, method: str, args: dict, deadline: float) -> bool:
+        """True when this node is the leader; otherwise forwards and returns False."""
+        while time.monotonic() < deadline:
+            self._check_usable()
+            if self.is_leader():
+                return True
+            addr = self.leader_addr()
+            if addr is not None and self._leader != self.id:
+                try:
+                    self.rpc.call(addr, method, args, timeout=deadline - time.monotonic())
+                    return False
+                except RpcError as exc:
+                    if not str(exc).startswith("cannot reach"):
+                        raise RaftError(f"raft: {method} on the leader failed: {exc}") from None
+            time.sleep(RETRY_PAUSE_S)
+        raise NotLeaderError(self._no_leader_message(0))
+
+    def _change_membership(self, op: str, node_id: str, deadline: float) -> None:
+        while True:
+            self._check_usable()
+            if (node_id in self._voters) == (op == "add"):
+                return
+            fut: Future = Future()
+            fut.deadline = deadline  # type: ignore[attr-defined]
+
+            def propose(node: RaftNode, fut: Future = fut) -> None:
+                result = node.propose_conf_change(ConfChange(op, node_id))
+                if isinstance(result, Proposal):
+                    self._add_waiter(result, [(fut, 0)], fut.deadline)  # type: ignore[attr-defined]
+                elif isinstance(result, Refused) and (
+                    "already" in result.reason or " not a voter" in result.reason
+                ):
+                    fut.set_result((0, []))
+                else:
+                    fut.set_exception(_Retry())
+
+            self._call_in_loop(propose)
+            try:
+                _wait(fut, deadline - time.monotonic(), f"membership change ({op} {node_id})")
+                if fut.result()[0] or (node_id in self._voters) == (op == "add"):
+                    return
+            except _Retry:
+                pass
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"raft: could not {op} {node_id} before the timeout")
+            if not self.is_leader():
+                raise NotLeaderError(f"raft: lost leadership while trying to {op} {node_id}")
+            time.sleep(RETRY_PAUSE_S)
+
+    def transfer_leadership(self, timeout: float = 5.0) -> bool:
+        """Hand leadership to another voter (graceful leave); True once someone else leads."""
+        deadline = time.monotonic() + timeout
+        if not self.is_leader():
+            return False
+        targets = [v for v in self._voters if v != self.id]
+        for target in itertools.cycle(targets or [None]):
+            if target is None or time.monotonic() >= deadline:
+                break
+
+            def start(node: RaftNode, target: str = target) -> None:
+                node.transfer_leadership(target)
+
+            self._call_in_loop(start)
+            step_deadline = min(
+                deadline, time.monotonic() + self.config.election_timeout_max_ms / 500
+            )
+            while time.monotonic() < step_deadline:
+                if not self.is_leader() and self._leader not in (None, self.id):
+                    return True
+                time.sleep(0.01)
+        return not self.is_leader() and self._leader not in (None, self.id)
+
+    # ----- helpers ----------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise RaftError(f"raft: node {self.id} stopped after an error: {self._failed}")
+        if self._stop.is_set():
+            raise RaftError(f"raft: node {self.id} is closed")
+
+    def _no_leader_message(self, timeout: float) -> str:
+        if self._leader is None:
+            return (
+                f"raft: no leader elected within {timeout:g}s (voters: "
+                f"{', '.join(self._voters) or 'none yet'}); is a quorum of servers up?"
+            )
+        return f"raft: the leader {self._leader} could not be reached within {timeout:g}s"
+
+    def _call_in_loop(self, fn: Callable[[RaftNode], None]) -> None:
+        self._inbox.put(("call", fn))
+
+    def _address_of(self, node: str) -> str | None:
+        return self._addrs.get(node)
+
+    def _refresh_addresses(self) -> None:
+        merged = {**self._local_addrs, **self._replicated_addrs}
+        merged[self.id] = self.rpc_addr
+        self._addrs = merged
+
+    def _learn_addresses_from(self, data: bytes) -> None:
+        try:
+            commands = json.loads(data)
+        except ValueError:
+            return
+        for command in commands if isinstance(commands, list) else []:
+            if isinstance(command, dict) and command.get("op") == ADDRESSES_OP:
+                self._merge_replicated(command.get("addresses"))
+
+    def _merge_replicated(self, addresses: Any) -> None:
+        if isinstance(addresses, dict):
+            update = {str(k): str(v) for k, v in addresses.items()}
+            self._replicated_addrs = {**self._replicated_addrs, **update}
+            self._refresh_addresses()
+
+    def _add_waiter(self, proposal: Proposal, futures: list[tuple[Future, int]], deadline: float):
+        with self._waiters_lock:
+            waiter = _Waiter(proposal.term, deadline)
+            waiter.futures = futures
+            self._waiters[proposal.index] = waiter
+
+    def _publish_state(self) -> None:
+        node = self._node
+        assert node is not None
+        self._term = node.term
+        self._leader = node.leader_id
+        self._voters = node.voters
+        role = node.role
+        if role != self._role:
+            was_leader = self._role == Role.LEADER
+            self._role = role
+            if was_leader:
+                self._apply_q.put(("leadership", False))
+                for context, fut in list(self._reads.items()):
+                    self._reads.pop(context, None)
+                    _fail(fut, _Retry())
+
+    # ----- recovery ---------------------------------------------------------------------------
+
+    def _install_snapshot_locally(self, snap: Snapshot, at_start: bool) -> None:
+        try:
+            addresses, store_data = unpack_snapshot(snap.data)
+        except EnvelopeError as exc:
+            raise RuntimeError(
+                f"raft: the snapshot in {self.raft_dir} is unusable: {exc}"
+            ) from None
+        self._merge_replicated(addresses)
+        if not at_start or self.store.last_applied < snap.meta.index:
+            self.store.restore(store_data, snap.meta.index)
+
+    def _recover_from_peers(self, peers: dict[str, str]) -> None:
+        """Apply the whole local log, then write a snapshot whose voters are exactly `peers`."""
+        storage = self._storage
+        assert storage is not None
+        state = storage.load()
+        if state.snapshot is not None:
+            self._install_snapshot_locally(state.snapshot, at_start=True)
+        floor = self.store.last_applied
+        last_index, last_term = state.offset, state.offset_term
+        if state.snapshot is not None and state.snapshot.meta.index > last_index:
+            last_index, last_term = state.snapshot.meta.index, state.snapshot.meta.term
+        if state.entries:
+            last_index, last_term = state.entries[-1].index, state.entries[-1].term
+            self._apply_data_entries(state.entries, floor)
+        self._merge_replicated(peers)
+        data = pack_snapshot(dict(self._replicated_addrs), self.store.snapshot())
+        meta = SnapshotMeta(last_index, last_term, tuple(sorted(peers)))
+        storage.save_snapshot(Snapshot(meta, data))
+        self.store.restore(unpack_snapshot(data)[1], last_index)
+
+    # ----- the Raft loop ----------------------------------------------------------------------
+
+    def _raft_loop(self) -> None:
+        node = self._node
+        assert node is not None
+        try:
+            while not self._stop.is_set():
+                try:
+                    item = self._inbox.get(timeout=TICK_S)
+                except queue.Empty:
+                    item = None
+                proposals: list[tuple[list[dict], Future]] = []
+                handled = 0
+                while item is not None:
+                    kind = item[0]
+                    if kind == "msg":
+                        node.step(item[1])
+                    elif kind == "prop":
+                        proposals.append((item[1], item[2]))
+                    elif kind == "call":
+                        item[1](node)
+                    handled += 1
+                    if handled >= 20_000:
+                        break
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if self._stop.is_set():
+                    break
+                node.tick(int(time.monotonic() * 1000))
+                if proposals:
+                    self._propose_batch(node, proposals)
+                self._publish_state()  # before applying: the apply thread reads the role
+                while node.has_ready():
+                    self._handle_ready(node, node.ready())
+                self._publish_state()
+        except BaseException as exc:  # a bug or a disk error: stop taking requests, loudly
+            log.exception("raft: loop of %s failed", self.id)
+            self._failed = exc
+            self._stop.set()
+            self._apply_q.put(None)
+
+    def _propose_batch(self, node: RaftNode, proposals: list[tuple[list[dict], Future]]) -> None:
+        if node.role != Role.LEADER:
+            for _, fut in proposals:
+                _fail(fut, _Retry())
+            return
+        chunk: list[tuple[Future, int]] = []
+        commands: list[dict] = []
+        size = 0
+        for cmds, fut in proposals:
+            try:
+                encoded = json.dumps(cmds, separators=(",", ":"))
+            except (TypeError, ValueError) as exc:
+                _fail(fut, ValueError(f"raft: commands are not JSON-serialisable: {exc}"))
+                continue
+            if chunk and (
+                len(commands) + len(cmds) > MAX_COMMANDS_PER_ENTRY or size > MAX_BYTES_PER_ENTRY
+            ):
+                self._propose_chunk(node, commands, chunk)
+                chunk, commands, size = [], [], 0
+            chunk.append((fut, len(cmds)))
+            commands.extend(cmds)
+            size += len(encoded)
+        if chunk:
+            self._propose_chunk(node, commands, chunk)
+
+    def _propose_chunk(
+        self, node: RaftNode, commands: list[dict], chunk: list[tuple[Future, int]]
+    ) -> None:
+        result = node.propose(json.dumps(commands, separators=(",", ":")).encode())
+        if isinstance(result, Proposal):
+            deadline = min(getattr(f, "deadline", time.monotonic() + 10) for f, _ in chunk)
+            self._add_waiter(result, chunk, deadline)
+        else:
+            for fut, _ in chunk:
+                _fail(fut, _Retry())
+
+    def _handle_ready(self, node: RaftNode, rd: Ready) -> None:
+        storage = self._storage
+        assert storage is not None
+        if rd.snapshot is not None:
+            storage.save_snapshot(rd.snapshot)
+            self._apply_q.put(("snapshot", rd.snapshot))
+        storage.append(rd.entries, rd.hard_state)
+        for msg in rd.messages:
+            self._sender.send(msg)
+        if rd.committed_entries:
+            self._apply_q.put(("entries", rd.committed_entries))
+        for rs in rd.read_states:
+            fut = self._reads.pop(rs.context, None)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        node.advance(rd)
+
+    def _compact(self, index: int, data: bytes) -> None:
+        def run(node: RaftNode) -> None:
+            storage = self._storage
+            assert storage is not None
+            if index <= node.snapshot_index:
+                return
+            compacted = node.compact(index, data)
+            storage.compact(compacted)
+
+        self._call_in_loop(run)
+
+    # ----- the apply thread -------------------------------------------------------------------
+
+    def _apply_loop(self) -> None:
+        try:
+            while True:
+                item = self._apply_q.get()
+                if item is None:
+                    return
+                kind = item[0]
+                if kind == "entries":
+                    entries = list(item[1])
+                    while True:  # merge queued entry lists: one store transaction
+                        try:
+                            nxt = self._apply_q.get_nowait()
+                        except queue.Empty:
+                            nxt = False
+                        if nxt is False:
+                            break
+                        if nxt is not None and nxt[0] == "entries" and len(entries) < 20_000:
+                            entries.extend(nxt[1])
+                            continue
+                        self._apply_entries(entries)
+                        entries = []
+                        if nxt is None:
+                            return
+                        self._apply_other(nxt)
+                        break
+                    if entries:
+                        self._apply_entries(entries)
+                else:
+                    self._apply_other(item)
+        except BaseException as exc:
+            log.exception("raft: apply thread of %s failed", self.id)
+            self._failed = exc
+            self._stop.set()
+            self._inbox.put(None)
+
+    def _apply_other(self, item: tuple) -> None:
+        if item[0] == "snapshot":
+            snap: Snapshot = item[1]
+            self._install_snapshot_locally(snap, at_start=False)
+            self._last_snapshot = snap.meta.index
+            self._store_floor = snap.meta.index
+            self._fail_waiters_upto(snap.meta.index)
+            self._set_applied(snap.meta.index)
+        elif item[0] == "leadership" and not item[1] and self._leader_notified:
+            self._leader_notified = False
+            self._notify_leadership(False)
+
+    def _apply_entries(self, entries: list) -> None:
+        if not entries:
+            return
+        resolved = self._apply_data_entries(entries, self._store_floor)
+        last = entries[-1].index
+        for entry in entries:
+            if entry.kind != EntryKind.DATA:
+                resolved.setdefault(entry.index, (entry.term, []))
+        self._set_applied(last)
+        self._resolve(resolved, last)
+        for entry in entries:
+            if (
+                entry.kind == EntryKind.NOOP
+                and self._role == Role.LEADER
+                and entry.term == self._term
+                and not self._leader_notified
+            ):
+                self._leader_notified = True
+                self._notify_leadership(True)
+        if last - self._last_snapshot >= self.snapshot_every:
+            self._last_snapshot = last
+            self._compact(last, pack_snapshot(dict(self._replicated_addrs), self.store.snapshot()))
+
+    def _apply_data_entries(self, entries: list, floor: int) -> dict[int, tuple[int, list]]:
+        """Apply DATA entries above `floor` in one store transaction; {index: (term, results)}."""
+        store_cmds: list[dict] = []
+        spans: list[tuple[int, int, list]] = []  # (index, term, per-command slot list)
+        last_data = 0
+        for entry in entries:
+            if entry.kind != EntryKind.DATA:
+                continue
+            try:
+                commands = json.loads(entry.data)
+            except ValueError:
+                commands = None
+            if not isinstance(commands, list):
+                log.error("raft: entry %d is not a JSON command list; skipped", entry.index)
+                spans.append((entry.index, entry.term, []))
+                continue
+            slots: list = []
+            for command in commands:
+                if is_driver_command(command):
+                    slots.append(self._apply_driver_command(command))
+                elif entry.index <= floor:
+                    slots.append(Result(False, "already applied before a restart", 409))
+                else:
+                    slots.append(len(store_cmds))
+                    store_cmds.append(command)
+            if entry.index > floor:
+                last_data = entry.index
+            spans.append((entry.index, entry.term, slots))
+        results = self.store.apply_batch(store_cmds, last_index=last_data) if store_cmds else []
+        out: dict[int, tuple[int, list]] = {}
+        for index, term, slots in spans:
+            out[index] = (term, [results[s] if isinstance(s, int) else s for s in slots])
+        if store_cmds and self.on_applied is not None:
+            try:
+                self.on_applied(store_cmds, results)
+            except Exception:  # a listener must not stop replication
+                log.exception("raft: on_applied callback failed")
+        return out
+
+    def _apply_driver_command(self, command: dict) -> Result:
+        if command.get("op") == ADDRESSES_OP:
+            self._merge_replicated(command.get("addresses"))
+            return Result(True)
+        return Result(False, f"unknown Raft driver command {command.get('op')!r}", 400)
+
+    def _resolve(self, resolved: dict[int, tuple[int, list]], last: int) -> None:
+        with self._waiters_lock:
+            if not self._waiters:
+                return
+            done = [(i, self._waiters.pop(i)) for i in list(self._waiters) if i <= last]
+        for index, waiter in done:
+            term, results = resolved.get(index, (None, None))
+            if term != waiter.term or results is None:
+                for fut, _ in waiter.futures:
+                    _fail(fut, _Retry())  # another leader's entry took the slot: not applied
+                continue
+            pos = 0
+            for fut, count in waiter.futures:
+                if not fut.done():
+                    fut.set_result((index, results[pos : pos + count]))
+                pos += count
+
+    def _fail_waiters_upto(self, index: int) -> None:
+        with self._waiters_lock:
+            done = [self._waiters.pop(i) for i in list(self._waiters) if i <= index]
+        for waiter in done:
+            for fut, _ in waiter.futures:
+                _fail(fut, RaftError("raft: write was applied through a snapshot; result unknown"))
+
+    def _set_applied(self, index: int) -> None:
+        with self._applied_cv:
+            self._applied = max(self._applied, index)
+            self._applied_cv.notify_all()
+
+    def _notify_leadership(self, leading: bool) -> None:
+        if self.on_leadership is None:
+            return
+        try:
+            self.on_leadership(leading)
+        except Exception:  # a listener must not stop the apply thread
+            log.exception("raft: on_leadership callback failed")
+
+    # ----- maintenance ------------------------------------------------------------------------
+
+    def _maintenance_loop(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self._expire_waiters()
+                self._announce_addresses()
+            except Exception:  # retried on the next round
+                log.debug("raft: maintenance round failed", exc_info=True)
+
+    def _expire_waiters(self) -> None:
+        now = time.monotonic()
+        with self._waiters_lock:
+            late = [i for i, w in self._waiters.items() if w.deadline < now]
+            expired = [self._waiters.pop(i) for i in late]
+        for waiter in expired:
+            for fut, _ in waiter.futures:
+                _fail(fut, TimeoutError("raft: write not committed in time; outcome unknown"))
+
+    def _announce_addresses(self) -> None:
+        """Make the replicated address map know every voter, and this node's current address."""
+        if self._failed is not None or self._stop.is_set():
+            return
+        if self.is_leader():
+            missing = {
+                n: a
+                for n, a in self._local_addrs.items()
+                if n in self._voters and n not in self._replicated_addrs
+            }
+            if self._replicated_addrs.get(self.id) != self.rpc_addr:
+                missing[self.id] = self.rpc_addr
+            if missing:
+                self.submit([addresses_command(missing)], timeout=2.0)
+            return
+        if self.id not in self._voters or self._replicated_addrs.get(self.id) == self.rpc_addr:
+            return
+        if not self._replicated_addrs:
+            return  # a fresh cluster: the leader announces the bootstrap addresses
+        command = [addresses_command({self.id: self.rpc_addr})]
+        targets = [self.leader_addr()] if self.leader_addr() else []
+        targets += [a for n, a in self._addrs.items() if n != self.id and a not in targets]
+        for addr in targets:
+            try:
+                reply = self.rpc.call(
+                    addr, "raft.submit", {"commands": command, "timeout": 2.0}, timeout=3.0
+                )
+            except RpcError:
+                continue
+            if isinstance(reply, dict) and "index" in reply:
+                return
+
+
+def _wait(fut: Future, timeout: float, what: str) -> Any:
+    try:
+        return fut.result(timeout=max(0.0, timeout))
+    except TimeoutError:
+        raise TimeoutError(f"raft: {what} did not finish within {timeout:.3g}s") from None
+
+
+def _fail(fut: Future, exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
+def _copy_future(src: Future, dst: Future) -> None:
+    exc = src.exception()
+    if exc is None:
+        dst.set_result(src.result())
+    else:
+        dst.set_exception(exc)
+
+
+# ----- a stand-alone server (benchmarks, manual tests) ---------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python3 -m dkron_pkg.raftnode --id a --addr 127.0.0.1:6868 --data DIR --peer b=...`:
+    one Raft server with a job store, RPC on --addr, until SIGINT/SIGTERM."""
+    import signal
+
+    from .rpc import RpcServer, decode_key
+
+    parser = argparse.ArgumentParser(prog="python3 -m dkron_pkg.raftnode")
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--addr", required=True, help="RPC address ip:port to listen on")
+    parser.add_argument("--data", required=True, help="data directory")
+    parser.add_argument("--peer", action="append", default=[], help="id=ip:port (repeat)")
+    parser.add_argument("--encrypt", default="", help="cluster key (base64)")
+    parser.add_argument("--no-fsync", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        key = decode_key(args.encrypt)
+        peers = dict(p.split("=", 1) for p in args.peer)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    peers[args.id] = args.addr
+    store = Store(os.path.join(args.data, "store.db"))
+    client = RpcClient(key)
+    node = RaftReplicator(
+        args.id, args.addr, args.data, store, client, bootstrap=peers, fsync=not args.no_fsync
+    )
+    host, _, port = args.addr.rpartition(":")
+    server = RpcServer(host, int(port), key, node.handle_rpc, node.on_raft_frame)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    node.start()
+    server.start()
+    stop.wait()
+    server.stop()
+    node.close()
+    store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
