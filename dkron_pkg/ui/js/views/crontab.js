@@ -14,7 +14,7 @@ function describeChange(item) {
   return { name: job.name, words: item.schedule_words || job.schedule || "", command: config.command || "" };
 }
 
-function planSection(title, items, kind) {
+function planSection(title, items, kind, applied) {
   if (!items || !items.length) return null;
   return h(
     "section",
@@ -28,7 +28,8 @@ function planSection(title, items, kind) {
         return h(
           "li",
           {},
-          kind === "create" ? h("strong", {}, name) : h("a", { href: `#${jobPath(name)}` }, name),
+          // Jobs still to be created do not exist yet: no link until the plan is applied.
+          kind === "create" && !applied ? h("strong", {}, name) : h("a", { href: `#${jobPath(name)}` }, name),
           words ? h("span", {}, ` · ${words}`) : null,
           command ? [" · ", h("code", {}, command)] : null,
         );
@@ -62,15 +63,17 @@ function drawPlan(box, plan, applied) {
     h(
       "p",
       { id: "plan-summary" },
-      `${counts[0]} to create, ${counts[1]} to update, ${counts[2]} to delete`,
+      applied
+        ? `Created ${counts[0]}, updated ${counts[1]}, deleted ${counts[2]}`
+        : `${counts[0]} to create, ${counts[1]} to update, ${counts[2]} to delete`,
       typeof plan.unchanged === "number" ? `, ${plan.unchanged} unchanged.` : ".",
       plan.blocked ? " Nothing will be applied while there are errors." : "",
     ),
     messages("Errors", plan.errors, "errors"),
     messages("Warnings", plan.warnings, "warnings"),
-    planSection("Create", plan.create, "create"),
-    planSection("Update", plan.update, "update"),
-    planSection("Delete", plan.delete, "delete"),
+    planSection(applied ? "Created" : "Create", plan.create, "create", applied),
+    planSection(applied ? "Updated" : "Update", plan.update, "update", applied),
+    planSection(applied ? "Deleted" : "Delete", plan.delete, "delete", applied),
   ]);
 }
 
