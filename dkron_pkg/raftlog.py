@@ -297,6 +297,8 @@ class RaftNode:
         self._pending_reads: deque[_PendingRead] = deque()
         self._waiting_reads: list[bytes] = []
         self._ticked = False
+        self._vote_resend_due = 0
+        self._campaign_transfer = False
         self._reset_election_timer()
 
     # ----- read-only views -------------------------------------------------------------------
@@ -362,6 +364,9 @@ class RaftNode:
                 self._campaign(pre_vote=self.cfg.pre_vote, transfer=False)
             else:
                 self._reset_election_timer()
+        elif self.role != Role.FOLLOWER and self.now >= self._vote_resend_due:
+            # Lost vote requests would otherwise cost a whole election timeout.
+            self._request_votes(self.role == Role.PRE_CANDIDATE, self._campaign_transfer)
 
     def _tick_leader(self) -> None:
         if self._transferee is not None and self.now >= self._transfer_deadline:
@@ -598,32 +603,29 @@ class RaftNode:
 
     def _campaign(self, pre_vote: bool, transfer: bool) -> None:
         self._reset_election_timer()
+        self.leader_id = None
         if pre_vote:
             self.role = Role.PRE_CANDIDATE
-            self.leader_id = None
-            vote_term = self.term + 1
         else:
             self.role = Role.CANDIDATE
             self.term += 1
             self.vote = self.id
-            self.leader_id = None
-            vote_term = self.term
         self._votes = {self.id: True}
+        self._campaign_transfer = transfer
         if self._tally() >= self._quorum():
             self._on_election_won(pre_vote)
             return
+        self._request_votes(pre_vote, transfer)
+
+    def _request_votes(self, pre_vote: bool, transfer: bool) -> None:
+        """Ask every voter that has not answered yet (again, if requests were lost)."""
+        self._vote_resend_due = self.now + self.cfg.heartbeat_ms
+        vote_term = self.term + 1 if pre_vote else self.term
+        last_index, last_term = self.last_index, self.last_term
         for peer in self.voters:
-            if peer != self.id:
+            if peer != self.id and peer not in self._votes:
                 self._send(
-                    RequestVote(
-                        vote_term,
-                        self.id,
-                        peer,
-                        self.last_index,
-                        self.last_term,
-                        pre_vote,
-                        transfer,
-                    )
+                    RequestVote(vote_term, self.id, peer, last_index, last_term, pre_vote, transfer)
                 )
 
     def _tally(self) -> int:
