@@ -26,18 +26,19 @@ from dkron_pkg.committer import Committer
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
+from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
+from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
+from dkron_pkg.swim import MemberEvent
 from dkron_pkg.timefmt import format_rfc3339
 
 log = logging.getLogger("dkron.agent")
 
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
 DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
-GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
-DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 
 
 def utcnow() -> datetime:
@@ -60,6 +61,16 @@ class Agent:
         self.paused = False
         self.rng = random.Random()
         self._apply_config(config)
+        self.bind_host, self.bind_port = _split_host_port(config.bind_addr, 8946)
+        adv = getattr(config, "advertise_addr", "") or ""
+        self.advertise_host = _advertise_host(
+            _split_host_port(adv, 8946)[0] if adv else self.bind_host
+        )
+        self.rpc_port = int(config.rpc_port)
+        self.key = decode_key(getattr(config, "encrypt", "") or "")
+        self.membership: Membership | None = None
+        self.rpc_server: RpcServer | None = None
+        self.rpc_client = RpcClient(self.key)
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock_handle = _lock_data_dir(self.data_dir)
@@ -116,6 +127,22 @@ class Agent:
         # Long-lived job records need no cyclic GC scans: keep full collections short.
         gc.collect()
         gc.freeze()
+        self.rpc_server = RpcServer(self.bind_host, self.rpc_port, self.key, self._handle_rpc)
+        self.rpc_server.start()
+        self.rpc_port = self.rpc_server.port
+        self.membership = Membership(
+            self.node_name,
+            self.bind_host,
+            self.bind_port,
+            self.advertise_host,
+            self.local_tags(),
+            getattr(self.config, "profile", "lan") or "lan",
+            self.key,
+            [*getattr(self.config, "join", []), *getattr(self.config, "retry_join", [])],
+            on_event=self._on_member_event,
+        )
+        self.membership.start()
+        self.bind_port = self.membership.port
         host, port = _split_host_port(self.config.http_addr, 8080)
         self._http = make_server(host, port, self)
         self.http_port = self._http.server_address[1]
@@ -219,6 +246,11 @@ class Agent:
                 self.runner.stop_all()
                 self.runner.wait_idle(10)
         self._follow_pool.shutdown(wait=True, cancel_futures=False)
+        if self.membership is not None:
+            self.membership.stop(leave=True)
+        if self.rpc_server is not None:
+            self.rpc_server.stop()
+        self.rpc_client.close()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -243,6 +275,8 @@ class Agent:
         old.close(timeout=5)
         self._apply_config(config)
         self._start_sinks(config)
+        if self.membership is not None:
+            self.membership.set_tags(self.local_tags())
         logs.setup(config.log_level, bool(getattr(config, "log_json", False)))
         log.info("configuration reloaded from %s", getattr(config, "config_file", "") or "flags")
 
@@ -524,8 +558,8 @@ class Agent:
         return format_rfc3339(nxt) if nxt else None
 
     def local_tags(self) -> dict[str, str]:
-        host, _port = _split_host_port(getattr(self.config, "bind_addr", ""), 8946)
-        rpc_port = int(getattr(self.config, "advertise_rpc_port", 0) or self.config.rpc_port)
+        """Tags this node gossips: the user's plus the reserved ones Dkron sets."""
+        rpc_port = int(getattr(self.config, "advertise_rpc_port", 0) or self.rpc_port)
         tags = {"node": self.node_name, **(getattr(self.config, "tags", {}) or {})}
         tags.update(
             {
@@ -534,7 +568,7 @@ class Agent:
                 "region": self.region,
                 "version": __version__,
                 "server": "true" if getattr(self.config, "server", False) else "false",
-                "rpc_addr": f"{_advertise_host(host)}:{rpc_port}",
+                "rpc_addr": f"{self.advertise_host}:{rpc_port}",
                 "port": str(rpc_port),
             }
         )
@@ -543,28 +577,23 @@ class Agent:
             tags["expect"] = str(expect)
         return tags
 
-    def self_member(self) -> dict:
-        host, port = _split_host_port(getattr(self.config, "bind_addr", ""), 8946)
-        return {
-            "Name": self.node_name,
-            "Addr": _advertise_host(host),
-            "Port": port,
-            "Tags": self.local_tags(),
-            "Status": 1,
-            **GOSSIP_PROTOCOL,
-            **DELEGATE_PROTOCOL,
-            "statusText": "alive",
-        }
-
     def members(self) -> list[dict]:
-        member = self.self_member()
-        member["id"] = f"{self.node_name}"
-        return [member]
+        if self.membership is None:
+            return [member_json(self.node_name, self.advertise_host, 0, self.local_tags(), "alive")]
+        return self.membership.members()
 
     def leader_member(self) -> dict | None:
-        member = self.self_member()
-        member.pop("statusText", None)
-        return member
+        leader = self.leader_name()
+        for member in self.members():
+            if member["Name"] == leader:
+                member = dict(member)
+                member.pop("statusText", None)
+                member.pop("id", None)
+                return member
+        return None
+
+    def leader_name(self) -> str | None:
+        return self.node_name if self.is_leader() else None
 
     def is_leader(self) -> bool:
         return True
@@ -587,7 +616,9 @@ class Agent:
         return Result(False, f'peer "{peer_id}" not found', 404)
 
     def gossip_stats(self) -> dict[str, str]:
-        return {"members": "1", "failed": "0", "left": "0", "health_score": "0"}
+        if self.membership is None:
+            return {"members": "1", "failed": "0", "left": "0"}
+        return self.membership.stats()
 
     def metrics_text(self) -> str | None:
         if not getattr(self.config, "enable_prometheus", False):
@@ -596,6 +627,20 @@ class Agent:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         metrics.api_request(route, method, status, seconds)
+
+    def _handle_rpc(self, method: str, args: Any, peer: str) -> Any:
+        """Node-to-node calls (see rpc.py); unknown methods are refused."""
+        if method == "node.ping":
+            return {"name": self.node_name}
+        raise RpcError(f"unknown method {method!r}")
+
+    def _on_member_event(self, event: MemberEvent) -> None:
+        logs.event("member", kind=event.kind, member=event.member.name, status=event.member.status)
+        if self.membership is not None:
+            counts: dict[str, int] = {}
+            for m in self.membership.raw_members():
+                counts[m.status] = counts.get(m.status, 0) + 1
+            metrics.set_members_by_state(counts)
 
     def crontab_import(
         self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
@@ -613,9 +658,13 @@ class Agent:
 
 
 def _advertise_host(host: str) -> str:
-    if host in ("", "0.0.0.0", "::"):
+    """The address other nodes use to reach a wildcard bind: this host's own name's address."""
+    if host not in ("", "0.0.0.0", "::"):
+        return host
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
         return "127.0.0.1"
-    return host
 
 
 def _lock_data_dir(path: str) -> Any:

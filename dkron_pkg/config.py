@@ -65,7 +65,11 @@ class Config:
         default_factory=socket.gethostname, metadata=_help("unique node name (default: hostname)")
     )
     bind_addr: str = field(
-        default="0.0.0.0:8946", metadata=_help("gossip address host[:port] (port default 8946)")
+        default="127.0.0.1:8946",
+        metadata=_help(
+            "gossip and RPC address host[:port] (port default 8946); loopback unless set, "
+            "so give a reachable address to form a cluster"
+        ),
     )
     advertise_addr: str = field(
         default="", metadata=_help("address announced to other nodes (default: bind address)")

@@ -101,6 +101,9 @@ def make_config(data_dir: Path, **overrides: Any) -> Config:
         "data_dir": str(data_dir),
         "node_name": "node1",
         "http_addr": "127.0.0.1:0",
+        "bind_addr": "127.0.0.1:0",
+        "rpc_port": 0,
+        "profile": "local",
         "shutdown_timeout": "5s",
     }
     values.update(overrides)
@@ -143,6 +146,12 @@ class AgentProcess:
             str(data_dir),
             "--http-addr",
             f"127.0.0.1:{self.port}",
+            "--bind-addr",
+            "127.0.0.1:0",
+            "--rpc-port",
+            "0",
+            "--profile",
+            "local",
             *extra,
         ]
         self.env = {**os.environ, **(env or {})}

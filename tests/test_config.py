@@ -85,11 +85,11 @@ def test_every_dkron_key_and_ours_exists() -> None:
     assert sorted(s.kebab for s in KEYS.values()) == sorted(DKRON_KEYS + OUR_KEYS)
 
 
-def test_defaults_are_dkrons_except_a_loopback_api() -> None:
+def test_defaults_are_dkrons_except_loopback_api_and_gossip() -> None:
     cfg = load()
     assert cfg.http_addr == "127.0.0.1:8080"
     assert cfg.http_listen() == ("127.0.0.1", 8080)
-    assert cfg.bind_listen() == ("0.0.0.0", 8946)
+    assert cfg.bind_listen() == ("127.0.0.1", 8946)  # loopback until told otherwise
     assert cfg.node_name == socket.gethostname()
     assert (cfg.data_dir, cfg.rpc_port, cfg.profile, cfg.raft_multiplier) == (
         "dkron.data",
