@@ -438,8 +438,17 @@ class RaftNode:
             self._on_heartbeat_response(msg)
         elif isinstance(msg, InstallSnapshot):
             self._on_snapshot(msg)
-        elif isinstance(msg, TimeoutNow) and self.id in self.voters and self.role != Role.LEADER:
-            self._campaign(pre_vote=False, transfer=True)
+        elif isinstance(msg, TimeoutNow):
+            self._on_timeout_now(msg)
+
+    def _on_timeout_now(self, msg: TimeoutNow) -> None:
+        """Only the current leader (or anyone, when we know no leader) may trigger this; a
+        late or duplicated TimeoutNow from an old leader must not start an election."""
+        if self.id not in self.voters or self.role == Role.LEADER:
+            return
+        if self.leader_id is not None and msg.src != self.leader_id:
+            return
+        self._campaign(pre_vote=False, transfer=True)
 
     def propose(self, data: bytes) -> Proposal | NotLeader | Refused:
         """Append application data to the log (leader only)."""

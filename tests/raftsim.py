@@ -883,7 +883,7 @@ class Cluster(Simulation):
     def campaign(self, node_id: str, allow: Filter | None = None) -> None:
         """Make `node_id` start an election now (as TimeoutNow would) and run it."""
         raft = self.raft(node_id)
-        raft.step(TimeoutNow(raft.term, "test", node_id))
+        raft.step(TimeoutNow(raft.term, raft.leader_id or "test", node_id))
         self.process(self.nodes[node_id])
         self._check_global()
         self.deliver(allow)
