@@ -3,41 +3,53 @@
 The core never reads a clock, opens a socket or file, or draws its own randomness: time comes
 in through `tick(now_ms)`, randomness from the injected `random.Random`, and everything it
 wants done comes out of `ready()`. The same object therefore runs in the seeded simulator
-(tests/raftsim.py) and in the agent. Messages are in `raft_messages` (encode/decode there);
-the durable log is `raft_storage.FileStorage`.
+(tests/raftsim.py) and in the agent. Messages are in `raft_messages` (`encode(msg) -> bytes`,
+`decode(bytes) -> msg`, `DecodeError`); the durable log is `raft_storage.FileStorage`.
 
-Driving loop (one thread, nothing else touches the node between `ready()` and `advance()`)::
+Driving loop (one thread; nothing touches the node between `ready()` and `advance()`)::
 
-    node = RaftNode("a", ["a", "b", "c"], storage.load(), random.Random(), RaftConfig())
+    storage = FileStorage(data_dir)
+    state = storage.load()
+    if state.snapshot: fsm.restore(state.snapshot.data)
+    node = RaftNode("a", ["a", "b", "c"], state, random.Random(), RaftConfig())
     loop:
         node.tick(now_ms)                      # every few ms (10 ms is fine)
-        node.step(decode(frame))               # for every message received
-        result = node.propose(b"...")          # Proposal(index, term) | NotLeader | Refused
-        rd = node.ready()
-        if rd.snapshot:      storage.save_snapshot(rd.snapshot); fsm.restore(rd.snapshot.data)
-        storage.append(rd.entries, rd.hard_state)   # entries + hard state, ONE fsync
-        send(rd.messages)                           # only after the fsync above
-        for e in rd.committed_entries:              # apply in order
-            if e.kind == EntryKind.DATA: fsm.apply(e.index, e.data)
-        for rs in rd.read_states: serve reads for rs.context once applied >= rs.index
-        node.advance(rd)
-        if applied - node.snapshot_index > threshold:
-            c = node.compact(applied, fsm.snapshot()); storage.save_snapshot(c.snapshot, c)
+        node.step(decode(frame))               # for every frame received
+        result = node.propose(data)            # Proposal(index, term) | NotLeader | Refused
+        while node.has_ready():
+            rd = node.ready()
+            if rd.snapshot: storage.save_snapshot(rd.snapshot); fsm.restore(rd.snapshot.data)
+            storage.append(rd.entries, rd.hard_state)   # entries + hard state, ONE fsync
+            for m in rd.messages: send(m.dst, encode(m))  # only after that fsync
+            for e in rd.committed_entries:               # in index order
+                if e.kind == EntryKind.DATA: result = fsm.apply(e.index, e.data)
+                # answer the client whose Proposal was (e.index, e.term)
+            for rs in rd.read_states: serve reads with context rs.context once applied >= rs.index
+            node.advance(rd)
+        if node.applied_index - node.snapshot_index > threshold:
+            storage.compact(node.compact(node.applied_index, fsm.snapshot()))
 
-`storage.append(entries, ...)` must first drop every stored entry whose index is at least
+`storage.append(entries, ...)` first drops every stored entry whose index is at least
 `entries[0].index` (a follower may replace an uncommitted suffix). A proposal is acknowledged
-to its client when the entry (index, term) returned by `propose` is applied; if another term
-shows up at that index, the proposal was lost and may be retried.
+when the entry (index, term) returned by `propose` is applied; if another term shows up at
+that index, the proposal was lost and the client may retry. NOOP and CONFIG entries are
+applied by the core itself; the state machine sees only DATA entries.
 
 Public interface:
 - `RaftNode(node_id, peers, storage_state, rng, config)`: `peers` is the bootstrap voter set
-  (include `node_id`), used only while the stored state has no configuration; a node that
-  joins an existing cluster passes `[]` and waits to be added.
-- `tick(now_ms)`, `step(message)`, `propose(data)`, `read_index(context)`,
-  `transfer_leadership(to)`, `propose_conf_change(ConfChange(op, node_id))`,
-  `compact(index, data)`, `ready()`, `advance(ready)`, `has_ready()`.
-- Read-only: `id`, `role`, `term`, `leader_id`, `voters`, `commit_index`, `applied_index`,
-  `last_index`, `first_index`, `snapshot_index`, `term_at(index)`, `entries(lo, hi)`.
+  (include `node_id`), used only while the stored state holds no configuration; a server that
+  joins an existing cluster passes `[]` and waits for the leader to add it.
+- Inputs: `tick(now_ms)`, `step(message)`, `propose(data) -> Proposal | NotLeader | Refused`,
+  `read_index(context) -> NotLeader | None` (answer arrives as a `ReadState`),
+  `transfer_leadership(to) -> NotLeader | Refused | None`,
+  `propose_conf_change(ConfChange("add" | "remove", node_id)) -> Proposal | NotLeader | Refused`,
+  `compact(index, snapshot_bytes) -> Compacted`.
+- Outputs: `has_ready()`, `ready() -> Ready(messages, entries, hard_state, snapshot,
+  committed_entries, read_states, role, leader_id, term)`, `advance(ready)`.
+- Read-only: `id`, `role`, `term`, `vote`, `leader_id`, `voters`, `commit_index`,
+  `applied_index`, `last_index`, `first_index`, `snapshot_index`, `term_at(index)`,
+  `entries(lo, hi)`, `status()` (for `raft list-peers` and metrics).
+- `StateMachine`: the protocol the job store implements (`apply`, `snapshot`, `restore`).
 
 Protocol features: randomized election timeouts, pre-vote, check-quorum (a leader that does
 not hear from a quorum steps down; followers that heard a leader recently ignore votes, so a
@@ -55,6 +67,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any, Protocol
 
 from .raft_messages import (
     AppendEntries,
@@ -89,8 +102,19 @@ __all__ = [
     "Role",
     "Snapshot",
     "SnapshotMeta",
+    "StateMachine",
     "StorageState",
 ]
+
+
+class StateMachine(Protocol):
+    """What the replicated log drives (the job store implements it)."""
+
+    def apply(self, index: int, data: bytes) -> Any: ...
+
+    def snapshot(self) -> bytes: ...
+
+    def restore(self, data: bytes) -> None: ...
 
 
 class Role(Enum):
@@ -343,6 +367,25 @@ class RaftNode:
         if lo >= hi:
             return []
         return self._log[lo - self._offset - 1 : hi - self._offset - 1]
+
+    def status(self) -> dict[str, Any]:
+        """A plain summary: role, term, leader, indices and, on a leader, each peer's match."""
+        peers = {
+            peer: {"match": pr.match, "next": pr.next, "active": pr.recent_active}
+            for peer, pr in self._progress.items()
+        }
+        return {
+            "id": self.id,
+            "role": self.role.value,
+            "term": self.term,
+            "leader": self.leader_id,
+            "voters": list(self.voters),
+            "commit_index": self.commit_index,
+            "applied_index": self.applied_index,
+            "last_index": self.last_index,
+            "snapshot_index": self.snapshot_index,
+            "peers": peers,
+        }
 
     def _quorum(self) -> int:
         return len(self.voters) // 2 + 1

@@ -200,3 +200,18 @@ def test_conf_change_arguments_are_checked() -> None:
     assert "unknown membership operation" in raft.propose_conf_change(ConfChange("x", "a")).reason
     assert "already a voter" in raft.propose_conf_change(ConfChange("add", "n2")).reason
     assert "not a voter" in raft.propose_conf_change(ConfChange("remove", "zz")).reason
+
+
+def test_status_reports_role_leader_and_peer_progress() -> None:
+    cluster = Cluster(3)
+    cluster.tick(400)
+    leader = leader_of(cluster)
+    cluster.put(leader, "k", "v")
+    cluster.tick(60)
+    status = cluster.raft(leader).status()
+    assert status["role"] == "leader" and status["leader"] == leader
+    assert status["voters"] == ["n1", "n2", "n3"]
+    assert set(status["peers"]) == {"n1", "n2", "n3"} - {leader}
+    assert all(p["match"] == status["last_index"] for p in status["peers"].values())
+    follower = next(n for n in cluster.nodes if n != leader)
+    assert cluster.raft(follower).status()["peers"] == {}
