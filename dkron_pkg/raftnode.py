@@ -56,7 +56,7 @@ from .raft_envelope import (
     read_peers_file,
     unpack_snapshot,
 )
-from .raft_messages import DecodeError, EntryKind, SnapshotMeta, decode
+from .raft_messages import AppendResponse, DecodeError, EntryKind, SnapshotMeta, decode
 from .raft_sender import PeerSender
 from .raft_storage import FileStorage
 from .raftlog import (
@@ -79,6 +79,7 @@ TICK_S = 0.005
 MAX_COMMANDS_PER_ENTRY = 2000
 MAX_BYTES_PER_ENTRY = 512 * 1024
 RETRY_PAUSE_S = 0.02
+COMMIT_NOTICE = b"\0commit"
 
 
 class NotLeaderError(Exception):
@@ -721,11 +722,14 @@ class RaftReplicator:
                 except queue.Empty:
                     item = None
                 proposals: list[tuple[list[dict], Future]] = []
+                commit_before = node.commit_index
+                acked = False
                 handled = 0
                 while item is not None:
                     kind = item[0]
                     if kind == "msg":
                         node.step(item[1])
+                        acked = acked or isinstance(item[1], AppendResponse)
                     elif kind == "prop":
                         proposals.append((item[1], item[2]))
                     elif kind == "call":
@@ -745,6 +749,8 @@ class RaftReplicator:
                 self._publish_state()  # before applying: the apply thread reads the role
                 while node.has_ready():
                     self._handle_ready(node, node.ready())
+                if node.role == Role.LEADER and (acked or node.commit_index > commit_before):
+                    self._tell_commit(node)
                 self._publish_state()
         except BaseException as exc:  # a bug or a disk error: stop taking requests, loudly
             log.exception("raft: loop of %s failed", self.id)
@@ -787,6 +793,16 @@ class RaftReplicator:
         else:
             for fut, _ in chunk:
                 _fail(fut, _Retry())
+
+    def _tell_commit(self, node: RaftNode) -> None:
+        """Followers learn the commit index from the next append; when none is coming (the log
+        is fully committed), a ReadIndex round sends heartbeats that carry it at once (each
+        follower is told the commit up to what it has acknowledged), so a follower's forwarded
+        write is applied there without waiting for the heartbeat timer."""
+        if node.last_index == node.commit_index:
+            node.read_index(COMMIT_NOTICE)
+            while node.has_ready():
+                self._handle_ready(node, node.ready())
 
     def _handle_ready(self, node: RaftNode, rd: Ready) -> None:
         storage = self._storage

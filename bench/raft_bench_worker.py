@@ -1,0 +1,140 @@
+"""One server process for bench/raft_cluster_bench.py, driven by JSON lines on stdin.
+
+`python3 bench/raft_bench_worker.py ours|pysyncobj ID ADDR DATA_DIR PEER_ID=ADDR ...`
+
+Both kinds answer the same commands, one JSON line each:
+- {"cmd": "status"}: {"leader": bool}
+- {"cmd": "throughput", "outstanding": K, "seconds": S}: keeps K writes in flight for S seconds
+  (async submits; each write is one small command) -> {"ops": n, "elapsed": s}
+- {"cmd": "latency", "n": N}: N writes one after another -> {"lat_ms": [...]}
+- {"cmd": "quit"}
+
+"ours": a RaftReplicator with a job store, fsync on; a write is `close_intent` (one small store
+command, answered once applied on this node). "pysyncobj": a SyncObj with a replicated counter,
+in-memory journal (pysyncobj does not fsync); a write is `incr`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def reply(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class Ours:
+    def __init__(self, node_id: str, addr: str, data: str, peers: dict[str, str]) -> None:
+        from dkron_pkg.raftnode import RaftReplicator
+        from dkron_pkg.rpc import RpcClient, RpcServer
+        from dkron_pkg.store import Store
+
+        key = b"bench-cluster-key-32-bytes-long!"
+        self.store = Store(os.path.join(data, "store.db"))
+        self.raft = RaftReplicator(
+            node_id, addr, data, self.store, RpcClient(key), bootstrap=peers, fsync=True
+        )
+        host, _, port = addr.rpartition(":")
+        self.server = RpcServer(host, int(port), key, self.raft.handle_rpc, self.raft.on_raft_frame)
+        self.raft.start()
+        self.server.start()
+        self.seq = 0
+
+    def is_leader(self) -> bool:
+        return self.raft.is_leader()
+
+    def write_async(self, done) -> None:
+        self.seq += 1
+        fut = self.raft.submit_async([{"op": "close_intent", "group": self.seq}])
+        fut.add_done_callback(lambda f: done(f.exception() is None))
+
+    def write_sync(self) -> None:
+        self.seq += 1
+        self.raft.submit([{"op": "close_intent", "group": self.seq}])
+
+
+class PySyncObj:
+    def __init__(self, node_id: str, addr: str, data: str, peers: dict[str, str]) -> None:
+        from pysyncobj import SyncObj, SyncObjConf
+        from pysyncobj.batteries import ReplCounter
+
+        self.counter = ReplCounter()
+        others = [a for n, a in peers.items() if n != node_id]
+        conf = SyncObjConf(appendEntriesUseBatch=True, dynamicMembershipChange=False)
+        self.obj = SyncObj(addr, others, conf=conf, consumers=[self.counter])
+
+    def is_leader(self) -> bool:
+        return self.obj._isLeader()
+
+    def write_async(self, done) -> None:
+        self.counter.inc(callback=lambda res, err: done(err == 0))
+
+    def write_sync(self) -> None:
+        self.counter.inc(sync=True, timeout=10)
+
+
+def throughput(node, outstanding: int, seconds: float) -> dict:
+    lock = threading.Condition()
+    state = {"inflight": 0, "ok": 0, "failed": 0}
+
+    def done(ok: bool) -> None:
+        with lock:
+            state["inflight"] -= 1
+            state["ok" if ok else "failed"] += 1
+            lock.notify()
+
+    start = time.perf_counter()
+    end = start + seconds
+    while time.perf_counter() < end:
+        with lock:
+            while state["inflight"] >= outstanding:
+                lock.wait(0.1)
+            state["inflight"] += 1
+        node.write_async(done)
+    counted_at = time.perf_counter()
+    counted = state["ok"]
+    with lock:
+        deadline = time.monotonic() + 30
+        while state["inflight"] > 0 and time.monotonic() < deadline:
+            lock.wait(0.1)
+    return {"ops": counted, "elapsed": counted_at - start, "failed": state["failed"]}
+
+
+def latency(node, n: int) -> dict:
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        node.write_sync()
+        lat.append((time.perf_counter() - t0) * 1000)
+    return {"lat_ms": lat}
+
+
+def main() -> None:
+    kind, node_id, addr, data = sys.argv[1:5]
+    peers = dict(p.split("=", 1) for p in sys.argv[5:])
+    node = (Ours if kind == "ours" else PySyncObj)(node_id, addr, data, peers)
+    reply({"ready": True})
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req["cmd"]
+        if cmd == "status":
+            reply({"leader": node.is_leader()})
+        elif cmd == "throughput":
+            reply(throughput(node, int(req["outstanding"]), float(req["seconds"])))
+        elif cmd == "latency":
+            reply(latency(node, int(req["n"])))
+        elif cmd == "quit":
+            reply({"bye": True})
+            break
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Three Raft server processes on 127.0.0.1: throughput, latency, restart time; beside pysyncobj.
+
+Run: `python3 bench/raft_cluster_bench.py [--seconds 5] [--outstanding 1000] [--latency-n 500]
+[--restart-entries 100000] [--skip-pysyncobj]` (pysyncobj: `pip install pysyncobj`).
+
+Figures printed:
+1. committed small writes/s with many concurrent clients (K writes in flight, issued in the
+   leader's process like the API's handler threads do), fsync on;
+2. one sequential client: p50/p99 latency on the leader, and through a follower (forwarded);
+3. the machine's fdatasync p50/p99, the physical floor of a durable write (a write needs the
+   leader's and a follower's fsync one after the other);
+4. the same load against a 3-process pysyncobj cluster (which does NOT fsync), and the ratio;
+5. restart time of a server whose data holds 100,000 entries (snapshot + log).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+WORKER = os.path.join(HERE, "raft_bench_worker.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+class Worker:
+    def __init__(self, kind: str, node_id: str, addr: str, data: str, peers: dict[str, str]):
+        args = [sys.executable, WORKER, kind, node_id, addr, data]
+        args += [f"{n}={a}" for n, a in peers.items()]
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        self.id = node_id
+        assert self.read().get("ready")
+
+    def read(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.id} exited (code {self.proc.poll()})")
+        return json.loads(line)
+
+    def ask(self, **req) -> dict:
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def stop(self) -> None:
+        try:
+            self.ask(cmd="quit")
+        except (OSError, RuntimeError, ValueError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def run_cluster(kind: str, args, base: str) -> dict:
+    ids = ["a", "b", "c"]
+    peers = {n: f"127.0.0.1:{free_port()}" for n in ids}
+    workers = []
+    try:
+        for n in ids:
+            data = os.path.join(base, kind, n)
+            os.makedirs(data, exist_ok=True)
+            workers.append(Worker(kind, n, peers[n], data, peers))
+        deadline = time.monotonic() + 30
+        leader = None
+        while leader is None and time.monotonic() < deadline:
+            leaders = [w for w in workers if w.ask(cmd="status")["leader"]]
+            leader = leaders[0] if len(leaders) == 1 else None
+            time.sleep(0.1)
+        if leader is None:
+            raise RuntimeError(f"{kind}: no leader within 30 s")
+        follower = next(w for w in workers if w is not leader)
+        leader.ask(cmd="latency", n=50)  # warm-up: connections, first entries
+        out = leader.ask(cmd="throughput", outstanding=args.outstanding, seconds=args.seconds)
+        lat_leader = leader.ask(cmd="latency", n=args.latency_n)["lat_ms"]
+        lat_follower = follower.ask(cmd="latency", n=args.latency_n)["lat_ms"]
+        return {
+            "ops_per_s": out["ops"] / out["elapsed"],
+            "failed": out["failed"],
+            "leader_p50": pct(lat_leader, 50),
+            "leader_p99": pct(lat_leader, 99),
+            "follower_p50": pct(lat_follower, 50),
+            "follower_p99": pct(lat_follower, 99),
+        }
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def fsync_floor(base: str, n: int = 200) -> tuple[float, float]:
+    path = os.path.join(base, "fsync.probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    times = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 64)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+    return pct(times, 50), pct(times, 99)
+
+
+def restart_bench(base: str, entries: int, snapshot_every: int, lose_store: bool) -> dict:
+    """Write `entries` log entries on a one-server cluster, then time a restart from disk."""
+    from dkron_pkg.raftnode import RaftReplicator
+    from dkron_pkg.rpc import RpcClient
+    from dkron_pkg.store import Store
+
+    data = tempfile.mkdtemp(dir=base)
+    addr = f"127.0.0.1:{free_port()}"
+
+    def open_node(fsync: bool) -> tuple[Store, RaftReplicator]:
+        store = Store(os.path.join(data, "store.db"))
+        node = RaftReplicator(
+            "solo",
+            addr,
+            data,
+            store,
+            RpcClient(None),
+            bootstrap={"solo": addr},
+            snapshot_every=snapshot_every,
+            fsync=fsync,
+        )
+        return store, node
+
+    store, node = open_node(fsync=False)  # only to write the data quickly
+    node.start()
+    while not node.is_leader():
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    for i in range(entries):  # one write at a time: one log entry each
+        node.submit([{"op": "close_intent", "group": i}])
+    write_s = time.perf_counter() - t0
+    last = node.applied_index()
+    node.close()
+    store.close()
+    if lose_store:
+        for name in os.listdir(data):
+            if name.startswith("store.db"):
+                os.unlink(os.path.join(data, name))
+    t0 = time.perf_counter()
+    store, node = open_node(fsync=True)
+    node.start()
+    while node.applied_index() < last:
+        time.sleep(0.001)
+    caught_up = time.perf_counter() - t0
+    while not node.is_leader():
+        time.sleep(0.001)
+    serving = time.perf_counter() - t0
+    log_entries = node._node.last_index - node._node.first_index + 1
+    snap_index = node._node.snapshot_index
+    node.close()
+    store.close()
+    shutil.rmtree(data, ignore_errors=True)
+    return {
+        "write_s": write_s,
+        "last": last,
+        "snapshot_index": snap_index,
+        "log_entries": log_entries,
+        "caught_up_s": caught_up,
+        "leader_s": serving,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--outstanding", type=int, default=1000)
+    parser.add_argument("--latency-n", type=int, default=500)
+    parser.add_argument("--restart-entries", type=int, default=100_000)
+    parser.add_argument("--skip-pysyncobj", action="store_true")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="raftbench-")
+    try:
+        f50, f99 = fsync_floor(base)
+        print(f"machine fdatasync: p50 {f50:.2f} ms  p99 {f99:.2f} ms")
+        print(
+            f"(a durable write waits for the leader's and then a follower's fsync: floor "
+            f"~{2 * f50:.1f} ms p50)"
+        )
+        ours = run_cluster("ours", args, base)
+        print(
+            f"ours (fsync on):      {ours['ops_per_s']:9.0f} writes/s with "
+            f"{args.outstanding} in flight ({ours['failed']} failed)"
+        )
+        print(
+            f"  sequential client on leader:   p50 {ours['leader_p50']:.2f} ms  "
+            f"p99 {ours['leader_p99']:.2f} ms"
+        )
+        print(
+            f"  sequential client on follower: p50 {ours['follower_p50']:.2f} ms  "
+            f"p99 {ours['follower_p99']:.2f} ms"
+        )
+        if not args.skip_pysyncobj:
+            try:
+                import pysyncobj  # noqa: F401
+
+                theirs = run_cluster("pysyncobj", args, base)
+            except ImportError:
+                theirs = None
+                print("pysyncobj is not installed (pip install pysyncobj): skipped")
+            if theirs is not None:
+                print(
+                    f"pysyncobj (no fsync): {theirs['ops_per_s']:9.0f} writes/s with "
+                    f"{args.outstanding} in flight ({theirs['failed']} failed)"
+                )
+                print(
+                    f"  sequential client on leader:   p50 {theirs['leader_p50']:.2f} ms  "
+                    f"p99 {theirs['leader_p99']:.2f} ms"
+                )
+                print(
+                    f"  sequential client on follower: p50 {theirs['follower_p50']:.2f} ms  "
+                    f"p99 {theirs['follower_p99']:.2f} ms"
+                )
+                print(
+                    f"ratio ours/pysyncobj: throughput {ours['ops_per_s'] / theirs['ops_per_s']:.2f}x"
+                    f", leader p50 latency {ours['leader_p50'] / theirs['leader_p50']:.2f}x"
+                    f", follower p50 latency {ours['follower_p50'] / theirs['follower_p50']:.2f}x"
+                )
+        for snapshot_every, lose_store, label in (
+            (10_000, False, "snapshot every 10,000, store intact"),
+            (10_000, True, "snapshot every 10,000, store lost (restore snapshot + replay log)"),
+            (10**9, True, "no snapshot, store lost (replay the whole log)"),
+        ):
+            r = restart_bench(base, args.restart_entries, snapshot_every, lose_store)
+            print(
+                f"restart with {r['last']} entries ({label}): snapshot at {r['snapshot_index']}, "
+                f"{r['log_entries']} in the log; applied all in {r['caught_up_s']:.2f} s, "
+                f"leader again in {r['leader_s']:.2f} s (writing them took {r['write_s']:.1f} s)"
+            )
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
