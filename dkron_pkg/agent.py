@@ -28,12 +28,13 @@ from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
 from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
+from dkron_pkg.remote_runs import RemoteRuns, Reporter, decode_chunk
 from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
 from dkron_pkg.swim import MemberEvent
-from dkron_pkg.timefmt import format_rfc3339
+from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
 
 log = logging.getLogger("dkron.agent")
 
@@ -80,8 +81,12 @@ class Agent:
         self.core = SchedulerCore()
         self.runner = Runner(self.node_name, self._on_started, self._on_finished)
         self.committer = Committer(self.store.apply_batch)
+        self.remote = RemoteRuns(self.rpc_client)
         self._cond = threading.Condition()
         self._stopping = threading.Event()
+        self.reporter = Reporter(
+            self.rpc_client, self._server_addrs, self.runner.output_state, self._stopping
+        )
         self._stopped = threading.Event()
         self._timers: set[threading.Timer] = set()
         self._ready: list[tuple[int, int, str]] = []  # committed launches awaiting their time
@@ -364,18 +369,84 @@ class Agent:
         for target in targets:
             if target["Name"] == self.node_name:
                 self._start_run(job, group, attempt, scheduled_ns)
+            else:
+                self._follow_pool.submit(
+                    self._remote_run, target, job, group, attempt, scheduled_ns
+                )
         return True
+
+    def _remote_run(
+        self, target: dict, job: dict, group: int, attempt: int, scheduled_ns: int | None
+    ) -> None:
+        """Ask another node to run the job; an unreachable node gives a failed execution."""
+        addr = target["Tags"].get("rpc_addr", "")
+        args = {
+            "job": job,
+            "group": group,
+            "attempt": attempt,
+            "scheduled_ns": scheduled_ns,
+            "report_to": self.rpc_addr,
+        }
+        logs.event("launch", job=job["name"], group=group, attempt=attempt, node=target["Name"])
+        try:
+            execution = self.rpc_client.call(addr, "agent.run", args, timeout=10)
+        except RpcError as e:
+            now_ns = time.time_ns()
+            stamp = format_rfc3339(ns_to_datetime(now_ns))
+            failed = {
+                "id": f"{now_ns}-{target['Name']}",
+                "job_name": job["name"],
+                "started_at": stamp,
+                "finished_at": stamp,
+                "success": False,
+                "output": f"could not start the run on node {target['Name']}: {e}",
+                "node_name": target["Name"],
+                "group": group,
+                "attempt": attempt,
+                "started_ns": now_ns,
+                "scheduled_ns": scheduled_ns,
+            }
+            self._on_started(job, failed, None, commit_only=True)
+            self._on_finished(job, failed, False, None)
+            return
+        self.remote.started(execution, addr)
+        self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+
+    @property
+    def rpc_addr(self) -> str:
+        return f"{self.advertise_host}:{self.rpc_port}"
+
+    def _server_addrs(self, first: str) -> list[str]:
+        """Where to report a run's end: the server that asked, then every other live server."""
+        addrs = [first]
+        for m in self.members():
+            addr = m["Tags"].get("rpc_addr")
+            server = m["Tags"].get("server") == "true" and m["statusText"] == "alive"
+            if server and addr and addr not in addrs:
+                addrs.append(addr)
+        return addrs
 
     def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
         logs.event("launch", job=job["name"], group=group, attempt=attempt)
         self.runner.start(job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns)
 
-    def _on_started(self, job: dict, execution: dict) -> None:
-        self.committer.submit_async([{"op": "execution_started", "execution": execution}])
-        self.notifier.pre_execution(job, execution)
+    def _on_started(
+        self, job: dict, execution: dict, report_to: str | None, commit_only: bool = False
+    ) -> None:
         metrics.set_running_executions(self.runner.running_count())
+        if report_to is not None:  # another server asked for this run: it records it
+            self.reporter.started(job, execution, report_to)
+            return
+        self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+        if not commit_only:
+            self.notifier.pre_execution(job, execution)
 
-    def _on_finished(self, job: dict, execution: dict, stopped: bool) -> None:
+    def _on_finished(
+        self, job: dict, execution: dict, stopped: bool, report_to: str | None = None
+    ) -> None:
+        if report_to is not None:
+            self.reporter.finished(job, execution, stopped, report_to)
+            return
         execution = self._process(job, execution)
         fut = self.committer.submit_async(
             [{"op": "execution_done", "execution": execution, "no_retry": stopped}]
@@ -443,14 +514,32 @@ class Agent:
             job = self.store.get_job(f["job_name"])
             if job is None:
                 return
-            logs.event("retry", job=f["job_name"], attempt=f["attempt"])
-            self._start_run(job, f["group"], f["attempt"], None)
+            logs.event("retry", job=f["job_name"], attempt=f["attempt"], node=f["node_name"])
+            self._dispatch_retry(job, f["group"], f["attempt"], f["node_name"])
 
         timer = threading.Timer(f["delay"], fire)
         timer.daemon = True
         with self._timers_lock:
             self._timers.add(timer)
         timer.start()
+
+    def _dispatch_retry(self, job: dict, group: int, attempt: int, node_name: str) -> None:
+        """Retry on the node that failed if it is still alive, else on another that qualifies."""
+        members = self.members()
+        same = [m for m in members if m["Name"] == node_name and m["statusText"] == "alive"]
+        if not same:
+            try:
+                same = select_targets(job["name"], job.get("tags"), members, self.region, self.rng)
+            except TargetError as e:
+                log.warning("retry of %s abandoned: %s", job["name"], e)
+                self.committer.submit_async([{"op": "close_intent", "group": group}])
+                return
+            same = same[:1]
+        for target in same:
+            if target["Name"] == self.node_name:
+                self._start_run(job, group, attempt, None)
+            else:
+                self._remote_run(target, job, group, attempt, None)
 
     def run_cause(self, name: str, cause: str) -> Result:
         job = self.store.get_job(name)
@@ -531,26 +620,31 @@ class Agent:
         )[0]
 
     def stop_execution(self, name: str, execution_id: str) -> bool:
-        return self.runner.stop(execution_id)
+        return self.runner.stop(execution_id) or self.remote.stop(execution_id)
 
     def executions(self, name: str) -> list[dict]:
         """Stored executions, with live output for the ones still running here."""
         out = []
         for ex in self.store.executions(name):
             live = (
-                self.runner.live(ex["id"]) if ex.get("finished_at", "").startswith("0001") else None
+                (self.runner.live(ex["id"]) or self.remote.live(ex["id"]))
+                if ex.get("finished_at", "").startswith("0001")
+                else None
             )
             out.append(live or ex)
         return out
 
     def execution(self, name: str, execution_id: str) -> dict | None:
-        live = self.runner.live(execution_id)
+        live = self.runner.live(execution_id) or self.remote.live(execution_id)
         if live is not None and live["job_name"] == name:
             return live
         return self.store.execution(name, execution_id)
 
     def busy(self) -> list[dict]:
-        return self.runner.busy()
+        runs = {ex["id"]: ex for ex in self.runner.busy()}
+        for ex in self.remote.busy():
+            runs.setdefault(ex["id"], ex)
+        return sorted(runs.values(), key=lambda e: e.get("started_ns", 0))
 
     def next_for(self, name: str) -> str | None:
         with self._cond:
@@ -632,15 +726,53 @@ class Agent:
         """Node-to-node calls (see rpc.py); unknown methods are refused."""
         if method == "node.ping":
             return {"name": self.node_name}
+        if method == "agent.run":
+            execution = self.runner.start(
+                args["job"],
+                int(args["group"]),
+                int(args["attempt"]),
+                args.get("scheduled_ns"),
+                not_before_ns=args.get("scheduled_ns"),
+                report_to=args["report_to"],
+            )
+            logs.event("run", job=args["job"]["name"], execution=execution["id"])
+            return execution
+        if method == "agent.stop":
+            return self.runner.stop(str(args["id"]))
+        if method == "leader.execution_output":
+            self.remote.output(str(args["id"]), decode_chunk(args))
+            return None
+        if method == "leader.execution_done":
+            execution = args["execution"]
+            self.remote.finished(execution["id"])
+            self._on_finished(args["job"], execution, bool(args.get("stopped")), None)
+            return True
         raise RpcError(f"unknown method {method!r}")
 
     def _on_member_event(self, event: MemberEvent) -> None:
         logs.event("member", kind=event.kind, member=event.member.name, status=event.member.status)
+        if event.kind == "failed" and self.is_leader() and event.member.name != self.node_name:
+            self.remote.forget_node(event.member.name)
+            self._follow_pool.submit(self._abandon_node, event.member.name)
         if self.membership is not None:
             counts: dict[str, int] = {}
             for m in self.membership.raw_members():
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
+
+    def _abandon_node(self, node: str) -> None:
+        """A dead node's running executions fail now (retries apply), never stay "running"."""
+        result = self.committer.submit(
+            [
+                {
+                    "op": "abandon_running",
+                    "node": node,
+                    "now_ns": time.time_ns(),
+                    "reason": f"node {node} failed while this execution was running",
+                }
+            ]
+        )[0]
+        self._handle_follow_ups(result.follow_ups)
 
     def crontab_import(
         self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"

@@ -28,6 +28,7 @@ class ActiveRun:
     cancel: threading.Event = field(default_factory=threading.Event)
     stop_requested: bool = False
     process_started_ns: int | None = None
+    report_to: str | None = None  # RPC address of the server that asked for this run
 
 
 class Runner:
@@ -36,8 +37,8 @@ class Runner:
     def __init__(
         self,
         node_name: str,
-        on_started: Callable[[dict, dict], None],
-        on_finished: Callable[[dict, dict, bool], None],
+        on_started: Callable[[dict, dict, str | None], None],
+        on_finished: Callable[[dict, dict, bool, str | None], None],
     ):
         self.node_name = node_name
         self._on_started = on_started
@@ -53,6 +54,7 @@ class Runner:
         attempt: int,
         scheduled_ns: int | None = None,
         not_before_ns: int | None = None,
+        report_to: str | None = None,
     ) -> dict:
         """Begin a run of `job` and return its execution record (finished_at = zero).
 
@@ -73,10 +75,10 @@ class Runner:
             "started_ns": started_ns,
             "scheduled_ns": scheduled_ns,
         }
-        run = ActiveRun(execution, OutputTail())
+        run = ActiveRun(execution, OutputTail(), report_to=report_to)
         with self._lock:
             self._active[execution["id"]] = run
-        self._on_started(job, dict(execution))
+        self._on_started(job, dict(execution), report_to)
         thread = threading.Thread(
             target=self._run, args=(job, run), name=f"run-{job['name']}", daemon=True
         )
@@ -113,7 +115,7 @@ class Runner:
         if result.process_started_ns:
             ex["process_started_ns"] = result.process_started_ns
         try:
-            self._on_finished(job, ex, run.stop_requested)
+            self._on_finished(job, ex, run.stop_requested, run.report_to)
         finally:
             with self._lock:
                 self._active.pop(ex["id"], None)
@@ -130,6 +132,14 @@ class Runner:
             out.append(ex)
         out.sort(key=lambda e: e["started_ns"])
         return out
+
+    def output_state(self, execution_id: str) -> tuple[int, bytes] | None:
+        """(bytes written so far, the kept tail) of a running execution."""
+        with self._lock:
+            run = self._active.get(execution_id)
+        if run is None:
+            return None
+        return run.output.total, run.output.getvalue()
 
     def live(self, execution_id: str) -> dict | None:
         with self._lock:

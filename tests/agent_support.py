@@ -130,16 +130,16 @@ def shell_job(name: str, command: str, **fields: Any) -> dict:
 class AgentProcess:
     """`python3 dkron.py agent ...` as a real child process."""
 
-    def __init__(self, data_dir: Path, *extra: str, node: str = "node1", env=None):
+    def __init__(
+        self, data_dir: Path, *extra: str, node: str = "node1", env=None, server: bool = True
+    ):
         self.port = free_port()
         self.data_dir = data_dir
         self.args = [
             sys.executable,
             str(ROOT / "dkron.py"),
             "agent",
-            "--server",
-            "--bootstrap-expect",
-            "1",
+            *(("--server", "--bootstrap-expect", "1") if server else ()),
             "--node-name",
             node,
             "--data-dir",

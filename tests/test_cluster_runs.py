@@ -1,0 +1,131 @@
+"""A server dispatching runs to another node over RPC: targets by tags, live output and stop
+through the server's API, and a node killed mid-run fails its execution instead of leaving it
+"running" forever."""
+
+from __future__ import annotations
+
+import time
+
+from agent_support import AgentProcess, shell_job
+
+
+def seed_of(node) -> str:
+    me = node.client.get("/v1/members").json()[0]
+    return f"127.0.0.1:{me['Port']}"
+
+
+def start_pair(tmp_path):
+    server = AgentProcess(tmp_path / "srv", node="srv").start()
+    worker = AgentProcess(
+        tmp_path / "wrk",
+        "--join",
+        seed_of(server),
+        "--tag",
+        "pool=workers",
+        node="wrk",
+        server=False,
+    ).start()
+    server.client.wait_for(lambda: len(server.client.get("/v1/members").json()) == 2, timeout=20)
+    return server, worker
+
+
+def test_job_runs_on_the_node_its_tags_select_and_reports_back(tmp_path):
+    server, worker = start_pair(tmp_path)
+    c = server.client
+    try:
+        job = shell_job("on-worker", "echo from $(hostname) pid $$", tags={"pool": "workers:1"})
+        assert c.post("/v1/jobs", job).status == 201
+        assert c.post("/v1/jobs/on-worker/run").status == 202
+        exs = c.wait_for(
+            lambda: [
+                e
+                for e in c.get("/v1/jobs/on-worker/executions").json()
+                if not e["finished_at"].startswith("0001")
+            ]
+        )
+        assert exs[0]["node_name"] == "wrk" and exs[0]["success"] is True
+        assert exs[0]["output"].startswith("from ")
+        assert c.get("/v1/jobs/on-worker").json()["status"] == "success"
+        # The worker keeps no record of its own: the server that asked holds it.
+        assert worker.client.get("/v1/jobs/on-worker").status == 404
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def test_live_output_and_stop_of_a_remote_run(tmp_path):
+    server, worker = start_pair(tmp_path)
+    c = server.client
+    try:
+        job = shell_job("remote-long", "echo started; sleep 60", tags={"pool": "workers"})
+        c.post("/v1/jobs", job)
+        c.post("/v1/jobs/remote-long/run")
+
+        def live():
+            runs = [e for e in c.get("/v1/busy").json() if e["job_name"] == "remote-long"]
+            return runs if runs and "started" in runs[0]["output"] else None
+
+        run = c.wait_for(live, timeout=20)[0]
+        assert run["node_name"] == "wrk"
+        t0 = time.monotonic()
+        assert c.delete(f"/v1/jobs/remote-long/executions/{run['id']}").status == 202
+        done = c.wait_for(
+            lambda: [
+                e
+                for e in c.get("/v1/jobs/remote-long/executions").json()
+                if not e["finished_at"].startswith("0001")
+            ],
+            timeout=20,
+        )
+        assert time.monotonic() - t0 < 15
+        assert done[0]["success"] is False and "stopped" in done[0]["output"]
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def test_a_node_killed_mid_run_fails_its_execution_and_the_retry_goes_elsewhere(tmp_path):
+    server, worker = start_pair(tmp_path)
+    c = server.client
+    try:
+        # Tagged for any node of the region, one at a time; retried once.
+        job = shell_job("survivor", "sleep 30", retries=1, retry_delay="0s")
+        job["tags"] = {"region": "global:1"}
+        c.post("/v1/jobs", job)
+        # Run until the first attempt lands on the worker.
+        for _ in range(20):
+            c.post("/v1/jobs/survivor/run")
+            busy = c.wait_for(
+                lambda: [e for e in c.get("/v1/busy").json() if e["job_name"] == "survivor"]
+            )
+            if busy[0]["node_name"] == "wrk":
+                break
+            c.delete(f"/v1/jobs/survivor/executions/{busy[0]['id']}")
+            c.wait_for(
+                lambda: not [e for e in c.get("/v1/busy").json() if e["job_name"] == "survivor"]
+            )
+        else:
+            raise AssertionError("the job never landed on the worker")
+        worker.kill9()
+
+        def lost():
+            return [
+                e
+                for e in c.get("/v1/jobs/survivor/executions").json()
+                if e["node_name"] == "wrk" and not e["finished_at"].startswith("0001")
+            ]
+
+        failed = c.wait_for(lost, timeout=40)
+        assert failed[0]["success"] is False and "failed" in failed[0]["output"]
+        # The retry runs on the node that is still alive.
+        retry = c.wait_for(
+            lambda: [
+                e
+                for e in c.get("/v1/busy").json()
+                if e["job_name"] == "survivor" and e["attempt"] == 2
+            ]
+        )
+        assert retry[0]["node_name"] == "srv"
+    finally:
+        worker.stop()
+        server.stop()
