@@ -62,6 +62,7 @@ class Agent:
         self.paused = False
         self.rng = random.Random()
         self._apply_config(config)
+        self.is_server = bool(getattr(config, "server", False))
         self.bind_host, self.bind_port = _split_host_port(config.bind_addr, 8946)
         adv = getattr(config, "advertise_addr", "") or ""
         self.advertise_host = _advertise_host(
@@ -151,10 +152,9 @@ class Agent:
         host, port = _split_host_port(self.config.http_addr, 8080)
         self._http = make_server(host, port, self)
         self.http_port = self._http.server_address[1]
-        for target, name in ((self._http.serve_forever, "http"), (self._schedule_loop, "sched")):
-            t = threading.Thread(target=target, name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
+        self.spawn(self._http.serve_forever, "http")
+        if self.is_server:
+            self.spawn(self._schedule_loop, "sched")
         crontab_bridge.run_reboot_jobs(self)
         crontab_bridge.start_crontab_sync(self)
         log.info(
@@ -690,7 +690,7 @@ class Agent:
         return self.node_name if self.is_leader() else None
 
     def is_leader(self) -> bool:
-        return True
+        return self.is_server
 
     def raft_peers(self) -> list[dict]:
         tags = self.local_tags()

@@ -41,6 +41,8 @@ SORTABLE_JOB_FIELDS = {
     "last_error": "last_error",
     "next": "next",
 }
+# What a non-server agent answers (Dkron's agents serve no API; these help operators).
+AGENT_PATHS = {"/health", "/v1", "/v1/", "/v1/members", "/metrics", "/debug/vars"}
 PUBLIC_EXECUTION_FIELDS = (
     "id",
     "job_name",
@@ -634,6 +636,10 @@ class Handler(BaseHTTPRequestHandler):
             found = self.api.match(method, path)
             if found is None:
                 raise ApiError(404, f"no such endpoint: {method} {path}")
+            if not self.api.backend.is_server and path not in AGENT_PATHS:
+                raise ApiError(
+                    404, "this agent is not a server: send API calls to a server (--server)"
+                )
             handler, params = found
             route = handler.__name__
             req = Request(method, path, query, self.headers, body)

@@ -46,8 +46,9 @@ def test_job_runs_on_the_node_its_tags_select_and_reports_back(tmp_path):
         assert exs[0]["node_name"] == "wrk" and exs[0]["success"] is True
         assert exs[0]["output"].startswith("from ")
         assert c.get("/v1/jobs/on-worker").json()["status"] == "success"
-        # The worker keeps no record of its own: the server that asked holds it.
-        assert worker.client.get("/v1/jobs/on-worker").status == 404
+        # The worker is not a server: it keeps no jobs and serves no job API.
+        r = worker.client.get("/v1/jobs/on-worker")
+        assert r.status == 404 and "not a server" in r.text
     finally:
         worker.stop()
         server.stop()
