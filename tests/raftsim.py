@@ -225,6 +225,7 @@ class SimNode:
         self.last_role = Role.FOLLOWER
         self.last_commit = 0
         self.retired = False
+        self.clock_skew = 0
 
     def start(self) -> None:
         state = self.storage.load()
@@ -395,7 +396,7 @@ class Simulation:
         node = self.nodes[node_id]
         if not node.alive:
             return
-        node.raft.tick(self.now)
+        node.raft.tick(self.now + node.clock_skew)
         self.process(node)
         self.at(self.now + self.cfg.tick_ms, "tick", node_id)
 
@@ -692,6 +693,10 @@ class Simulation:
             for node_id in live:
                 self._crash(node_id)
                 self.at(self.now + self.rng.randint(50, 500), "restart", node_id)
+        elif roll < 0.9 and live:
+            # A node's clock jumps forward (its timers all fire at once).
+            self.stats["clock_jumps"] += 1
+            self.nodes[self.rng.choice(live)].clock_skew += self.rng.randint(100, 3000)
         else:
             self.blocked.clear()
 

@@ -32,7 +32,7 @@ def test_sweep_has_no_safety_violation_and_linearizable_histories(chunk: int) ->
         stats.update(outcome.stats)
     assert acked > per_chunk * 20, "the clients must get real work acknowledged"
     # The sweep really exercises the hostile parts, not only the happy path.
-    for what in ("crashes", "partitions", "snapshots_installed", "TimeoutNow"):
+    for what in ("crashes", "partitions", "snapshots_installed", "TimeoutNow", "clock_jumps"):
         assert stats[what] > 0, f"no {what} in seeds of chunk {chunk}: {dict(stats)}"
     assert stats["members_added"] + stats["members_removed"] > 0
 
@@ -99,3 +99,17 @@ def test_cut_link_between_followers_keeps_one_leader() -> None:
     leader_now = sim.current_leader()
     assert leader_now is not None
     assert sim.nodes[leader_now].raft.commit_index > commits + 100
+
+
+def test_the_checks_catch_a_driver_that_sends_before_fsync() -> None:
+    """Negative control: with messages sent before the fsync and crashes in between, the
+    simulator must report violations (so a clean sweep means something)."""
+    caught = []
+    for seed in range(6):
+        cfg = short_config(seed)
+        cfg.unsafe_send_before_fsync = True
+        cfg.crash_before_fsync = 0.05
+        outcome = run_seed(seed, cfg, failover=False)
+        caught.extend(outcome.violations)
+    assert caught, "unsafe persistence went unnoticed"
+    assert any("leader completeness" in v or "election safety" in v for v in caught)
