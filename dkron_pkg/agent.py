@@ -40,6 +40,7 @@ log = logging.getLogger("dkron.agent")
 
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
 DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
+RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
 
 
 def utcnow() -> datetime:
@@ -155,6 +156,7 @@ class Agent:
         self.spawn(self._http.serve_forever, "http")
         if self.is_server:
             self.spawn(self._schedule_loop, "sched")
+            self.spawn(self._reconcile_loop, "reconcile")
         crontab_bridge.run_reboot_jobs(self)
         crontab_bridge.start_crontab_sync(self)
         log.info(
@@ -739,6 +741,8 @@ class Agent:
             return execution
         if method == "agent.stop":
             return self.runner.stop(str(args["id"]))
+        if method == "agent.running":
+            return [ex["id"] for ex in self.runner.busy()]
         if method == "leader.execution_output":
             self.remote.output(str(args["id"]), decode_chunk(args))
             return None
@@ -759,6 +763,55 @@ class Agent:
             for m in self.membership.raw_members():
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
+
+    def _reconcile_loop(self) -> None:
+        """Every few seconds, check that executions recorded as running really run somewhere.
+
+        A node that restarted, or a lost report, would otherwise leave a record "running"
+        forever and block a `forbid` job (Dkron #1939). Unreachable nodes are left to the
+        failure detector, which fails their runs when the node is declared dead.
+        """
+        while not self._stopping.wait(RECONCILE_SECONDS):
+            if not self.is_leader():
+                continue
+            try:
+                self._reconcile_once()
+            except Exception:  # keep reconciling on the next round
+                log.exception("reconciling running executions failed")
+
+    def _reconcile_once(self) -> None:
+        stale_before = time.time_ns() - int(RECONCILE_SECONDS * 2e9)
+        by_node: dict[str, list[dict]] = {}
+        for ex in self.store.running_executions():
+            if int(ex.get("started_ns", 0)) < stale_before:
+                by_node.setdefault(ex["node_name"], []).append(ex)
+        addrs = {m["Name"]: m["Tags"].get("rpc_addr", "") for m in self.members()}
+        for node, executions in by_node.items():
+            if node == self.node_name:
+                running = {ex["id"] for ex in self.runner.busy()}
+            elif node in addrs:
+                try:
+                    running = set(self.rpc_client.call(addrs[node], "agent.running", timeout=5))
+                except RpcError:
+                    continue
+            else:
+                continue
+            for ex in executions:
+                if ex["id"] in running:
+                    continue
+                log.warning("execution %s is not running on %s any more", ex["id"], node)
+                result = self.committer.submit(
+                    [
+                        {
+                            "op": "abandon_running",
+                            "id": ex["id"],
+                            "now_ns": time.time_ns(),
+                            "reason": f"execution lost: node {node} no longer runs it "
+                            "(restarted or its report was lost)",
+                        }
+                    ]
+                )[0]
+                self._handle_follow_ups(result.follow_ups)
 
     def _abandon_node(self, node: str) -> None:
         """A dead node's running executions fail now (retries apply), never stay "running"."""

@@ -130,3 +130,29 @@ def test_a_node_killed_mid_run_fails_its_execution_and_the_retry_goes_elsewhere(
     finally:
         worker.stop()
         server.stop()
+
+
+def test_a_worker_that_restarts_mid_run_does_not_leave_a_phantom_running_record(tmp_path):
+    server, worker = start_pair(tmp_path)
+    c = server.client
+    try:
+        job = shell_job("phantom", "sleep 60", tags={"pool": "workers"}, concurrency="forbid")
+        c.post("/v1/jobs", job)
+        c.post("/v1/jobs/phantom/run")
+        c.wait_for(lambda: c.get("/v1/jobs/phantom").json()["running"], timeout=20)
+        worker.kill9()
+        worker.start()  # back before the failure detector would call it dead
+        exs = c.wait_for(
+            lambda: [
+                e
+                for e in c.get("/v1/jobs/phantom/executions").json()
+                if not e["finished_at"].startswith("0001")
+            ],
+            timeout=40,
+        )
+        assert exs[0]["success"] is False and "lost" in exs[0]["output"]
+        assert c.get("/v1/jobs/phantom").json()["running"] is False
+        assert c.post("/v1/jobs/phantom/run").status == 202  # forbid no longer blocked
+    finally:
+        worker.stop()
+        server.stop()
