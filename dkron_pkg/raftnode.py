@@ -117,6 +117,17 @@ def _result_from_dict(data: dict) -> Result:
     return Result(**{f.name: data[f.name] for f in dataclasses.fields(Result) if f.name in data})
 
 
+class _Proposed(Future):
+    """A submit on its way through the log; `index` is set once it is applied."""
+
+    def __init__(self, commands: list[dict], deadline: float, retry: bool) -> None:
+        super().__init__()
+        self.commands = commands
+        self.deadline = deadline
+        self.retry = retry
+        self.index = 0
+
+
 class _Waiter:
     """Submits waiting for one proposed entry (index, term) to be applied."""
 
@@ -380,8 +391,7 @@ class RaftReplicator:
                 break
             try:
                 if self.is_leader():
-                    fut = self._propose(commands, remaining)
-                    return _wait(fut, remaining, "commit")[1]
+                    return _wait(self._propose(commands, remaining), remaining, "commit")
                 leader_addr = self.leader_addr()
                 if leader_addr is not None and self._leader != self.id:
                     return self._forward_submit(leader_addr, commands, deadline)
@@ -392,29 +402,31 @@ class RaftReplicator:
 
     def submit_async(self, commands: list[dict]) -> Future:
         """Like `submit`, without blocking. On the leader this costs no thread per call."""
-        outer: Future = Future()
         if not self.is_leader():
             return self._pool.submit(self.submit, commands)
-        inner = self._propose(commands, 10.0)
+        return self._propose(commands, 10.0, retry=True)
 
-        def done(fut: Future) -> None:
-            exc = fut.exception()
-            if exc is None:
-                outer.set_result(fut.result()[1])
-            elif isinstance(exc, _Retry):
-                retry = self._pool.submit(self.submit, commands)
-                retry.add_done_callback(lambda r: _copy_future(r, outer))
-            else:
-                outer.set_exception(exc)
-
-        inner.add_done_callback(done)
-        return outer
-
-    def _propose(self, commands: list[dict], timeout: float) -> Future:
-        fut: Future = Future()
-        fut.deadline = time.monotonic() + timeout  # type: ignore[attr-defined]
+    def _propose(self, commands: list[dict], timeout: float, retry: bool = False) -> _Proposed:
+        fut = _Proposed(commands, time.monotonic() + timeout, retry)
         self._inbox.put(("prop", commands, fut))
         return fut
+
+    def _retry_or_fail(self, fut: Future) -> None:
+        """A proposal that certainly was not applied: an async submit goes again (on a pool
+        thread, through `submit`, which finds the new leader); a blocking one retries itself."""
+        if isinstance(fut, _Proposed) and fut.retry and not fut.done():
+            self._pool.submit(self._resubmit, fut)
+        else:
+            _fail(fut, _Retry())
+
+    def _resubmit(self, fut: _Proposed) -> None:
+        try:
+            results = self.submit(fut.commands, max(0.1, fut.deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through its future
+            _fail(fut, exc)
+        else:
+            if not fut.done():
+                fut.set_result(results)
 
     def _forward_submit(self, addr: str, commands: list[dict], deadline: float) -> list[Result]:
         remaining = deadline - time.monotonic()
@@ -448,10 +460,10 @@ class RaftReplicator:
             return {"not_leader": self._leader}
         fut = self._propose(commands, timeout)
         try:
-            index, results = _wait(fut, timeout, "commit")
+            results = _wait(fut, timeout, "commit")
         except _Retry:
             return {"lost": True}
-        return {"index": index, "results": [_result_to_dict(r) for r in results]}
+        return {"index": fut.index, "results": [_result_to_dict(r) for r in results]}
 
     def wait_applied(self, index: int, timeout: float) -> None:
         """Block until this node's store has applied `index` (read-your-writes)."""
@@ -563,24 +575,23 @@ class RaftReplicator:
             self._check_usable()
             if (node_id in self._voters) == (op == "add"):
                 return
-            fut: Future = Future()
-            fut.deadline = deadline  # type: ignore[attr-defined]
+            fut = _Proposed([], deadline, retry=False)
 
-            def propose(node: RaftNode, fut: Future = fut) -> None:
+            def propose(node: RaftNode, fut: _Proposed = fut) -> None:
                 result = node.propose_conf_change(ConfChange(op, node_id))
                 if isinstance(result, Proposal):
-                    self._add_waiter(result, [(fut, 0)], fut.deadline)  # type: ignore[attr-defined]
+                    self._add_waiter(result, [(fut, 0)], fut.deadline)
                 elif isinstance(result, Refused) and (
                     "already" in result.reason or " not a voter" in result.reason
                 ):
-                    fut.set_result((0, []))
+                    fut.set_result([])
                 else:
                     fut.set_exception(_Retry())
 
             self._call_in_loop(propose)
             try:
                 _wait(fut, deadline - time.monotonic(), f"membership change ({op} {node_id})")
-                if fut.result()[0] or (node_id in self._voters) == (op == "add"):
+                if fut.index or (node_id in self._voters) == (op == "add"):
                     return
             except _Retry:
                 pass
@@ -761,38 +772,46 @@ class RaftReplicator:
     def _propose_batch(self, node: RaftNode, proposals: list[tuple[list[dict], Future]]) -> None:
         if node.role != Role.LEADER:
             for _, fut in proposals:
-                _fail(fut, _Retry())
+                self._retry_or_fail(fut)
             return
         chunk: list[tuple[Future, int]] = []
         commands: list[dict] = []
-        size = 0
         for cmds, fut in proposals:
-            try:
-                encoded = json.dumps(cmds, separators=(",", ":"))
-            except (TypeError, ValueError) as exc:
-                _fail(fut, ValueError(f"raft: commands are not JSON-serialisable: {exc}"))
-                continue
-            if chunk and (
-                len(commands) + len(cmds) > MAX_COMMANDS_PER_ENTRY or size > MAX_BYTES_PER_ENTRY
-            ):
+            if chunk and len(commands) + len(cmds) > MAX_COMMANDS_PER_ENTRY:
                 self._propose_chunk(node, commands, chunk)
-                chunk, commands, size = [], [], 0
+                chunk, commands = [], []
             chunk.append((fut, len(cmds)))
             commands.extend(cmds)
-            size += len(encoded)
         if chunk:
             self._propose_chunk(node, commands, chunk)
 
     def _propose_chunk(
         self, node: RaftNode, commands: list[dict], chunk: list[tuple[Future, int]]
     ) -> None:
-        result = node.propose(json.dumps(commands, separators=(",", ":")).encode())
+        try:
+            data = json.dumps(commands, separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            if len(chunk) == 1:
+                _fail(chunk[0][0], ValueError("raft: commands are not JSON-serialisable"))
+                return
+            pos = 0
+            for fut, count in chunk:  # find the culprit: propose each submit alone
+                self._propose_chunk(node, commands[pos : pos + count], [(fut, count)])
+                pos += count
+            return
+        if len(data) > MAX_BYTES_PER_ENTRY and len(chunk) > 1:
+            half = len(chunk) // 2
+            split = sum(count for _, count in chunk[:half])
+            self._propose_chunk(node, commands[:split], chunk[:half])
+            self._propose_chunk(node, commands[split:], chunk[half:])
+            return
+        result = node.propose(data)
         if isinstance(result, Proposal):
             deadline = min(getattr(f, "deadline", time.monotonic() + 10) for f, _ in chunk)
             self._add_waiter(result, chunk, deadline)
         else:
             for fut, _ in chunk:
-                _fail(fut, _Retry())
+                self._retry_or_fail(fut)
 
     def _tell_commit(self, node: RaftNode) -> None:
         """Followers learn the commit index from the next append; when none is coming (the log
@@ -958,12 +977,13 @@ class RaftReplicator:
             term, results = resolved.get(index, (None, None))
             if term != waiter.term or results is None:
                 for fut, _ in waiter.futures:
-                    _fail(fut, _Retry())  # another leader's entry took the slot: not applied
+                    self._retry_or_fail(fut)  # another leader's entry took the slot: not applied
                 continue
             pos = 0
             for fut, count in waiter.futures:
                 if not fut.done():
-                    fut.set_result((index, results[pos : pos + count]))
+                    fut.index = index
+                    fut.set_result(results[pos : pos + count])
                 pos += count
 
     def _fail_waiters_upto(self, index: int) -> None:
@@ -1048,14 +1068,6 @@ def _wait(fut: Future, timeout: float, what: str) -> Any:
 def _fail(fut: Future, exc: BaseException) -> None:
     if not fut.done():
         fut.set_exception(exc)
-
-
-def _copy_future(src: Future, dst: Future) -> None:
-    exc = src.exception()
-    if exc is None:
-        dst.set_result(src.result())
-    else:
-        dst.set_exception(exc)
 
 
 # ----- a stand-alone server (benchmarks, manual tests) ---------------------------------------
