@@ -144,7 +144,7 @@ def test_vote_is_durable_before_the_reply_so_no_double_vote_after_a_crash() -> N
     cluster.crash("n1")
     # n3 campaigns in the same term n1 won: n2 remembers its vote and refuses.
     n3 = cluster.raft("n3")
-    n3.term = term - 1  # as if n3 had missed every message of that term
+    assert n3.term == term - 1  # n3 missed every message of that term
     cluster.campaign("n3", between("n2", "n3"))
     assert not (n3.role == Role.LEADER and n3.term == term)
     assert not cluster.violations
@@ -162,7 +162,7 @@ def test_sending_a_vote_before_fsync_is_caught_as_a_double_leader() -> None:
     cluster.restart("n2")
     assert cluster.raft("n2").vote is None  # the vote never reached the disk
     n3 = cluster.raft("n3")
-    n3.term = term - 1
+    assert n3.term == term - 1
     with pytest.raises(SafetyViolation, match="election safety"):
         cluster.campaign("n3", between("n2", "n3"))
 
