@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -239,6 +240,54 @@ def test_leader_stop_new_leader_takes_writes_and_nothing_acknowledged_is_lost(cl
     for s in c.running():
         s.raft.barrier(timeout=5)
         assert set(acked) <= s.job_names()
+
+
+def test_writes_racing_a_leader_stop_lose_nothing_acknowledged(cluster_factory):
+    c = cluster_factory(3, fsync=True)
+    old = c.leader()
+    acked: list[str] = []
+    stop = threading.Event()
+
+    def writer(wid: int) -> None:
+        i = 0
+        while not stop.is_set() and i < 400:
+            server = c.running()[(wid + i) % len(c.running())]
+            name = f"w{wid}-{i}"
+            i += 1
+            try:
+                server.raft.submit([job_cmd(name)], timeout=5)
+            except (NotLeaderError, RaftError, TimeoutError):
+                continue  # not acknowledged: the client does not count it
+            acked.append(name)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(acked) >= 40, "writes before the stop")
+    old.stop()
+    count_at_stop = len(acked)
+    wait_for(lambda: len(acked) >= count_at_stop + 40, "writes after the stop")
+    stop.set()
+    for t in threads:
+        t.join(timeout=WAIT_S)
+    assert c.leader() is not old
+    for s in c.running():
+        s.raft.barrier(timeout=5)
+        assert set(acked) <= s.job_names()
+
+
+def test_leader_removing_itself_hands_over(cluster_factory):
+    c = cluster_factory(3)
+    old = c.leader()
+    submit_retrying(old, [job_cmd("before")])
+    old.raft.remove_server(old.id)
+    new = wait_for(
+        lambda: next((s for s in c.running() if s is not old and s.raft.is_leader()), None),
+        "a leader among the others",
+    )
+    assert old.id not in new.raft.voters()
+    submit_retrying(new, [job_cmd("after")])
+    assert {"before", "after"} <= new.job_names()
 
 
 def test_restarted_node_catches_up_from_its_disk_and_the_leader(cluster_factory):
