@@ -494,3 +494,31 @@ def test_raft_multiplier_is_checked():
     assert raft_config(3).election_timeout_min_ms == 450
     with pytest.raises(ValueError, match="between 1 and 10"):
         raft_config(11)
+
+
+def test_random_frames_never_crash_a_node(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from dkron_pkg.raft_messages import Heartbeat, encode
+
+    solo = Server("n1", tmp_path, _free_port())
+    solo.start({"n1": solo.addr})
+    try:
+        wait_for(solo.raft.is_leader, "solo leader")
+        valid = encode(Heartbeat(1, "n2", "n1", 0))
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            st.one_of(st.binary(max_size=200), st.binary(max_size=40).map(lambda b: valid[:5] + b))
+        )
+        def feed(data: bytes) -> None:
+            solo.raft.on_raft_frame(data, "fuzz")
+
+        feed()
+        assert sum(solo.raft.dropped.values()) > 0
+        assert all(isinstance(k, str) and k for k in solo.raft.dropped)
+        results = submit_retrying(solo, [job_cmd("still-works")])
+        assert results[0].ok and "still-works" in solo.job_names()
+    finally:
+        solo.stop()
