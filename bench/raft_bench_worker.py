@@ -9,7 +9,8 @@ Both kinds answer the same commands, one JSON line each:
 - {"cmd": "latency", "n": N}: N writes one after another -> {"lat_ms": [...]}
 - {"cmd": "quit"}
 
-"ours": a RaftReplicator with a job store, fsync on; a write is `close_intent` (one small store
+"ours": a RaftReplicator with a job store, fsync on (BENCH_FSYNC=0 turns it off, to see the
+software's own share); a write is `close_intent` (one small store
 command, answered once applied on this node). "pysyncobj": a SyncObj with a replicated counter,
 in-memory journal (pysyncobj does not fsync); a write is `incr`.
 """
@@ -39,7 +40,13 @@ class Ours:
         key = b"bench-cluster-key-32-bytes-long!"
         self.store = Store(os.path.join(data, "store.db"))
         self.raft = RaftReplicator(
-            node_id, addr, data, self.store, RpcClient(key), bootstrap=peers, fsync=True
+            node_id,
+            addr,
+            data,
+            self.store,
+            RpcClient(key),
+            bootstrap=peers,
+            fsync=os.environ.get("BENCH_FSYNC", "1") == "1",
         )
         host, _, port = addr.rpartition(":")
         self.server = RpcServer(host, int(port), key, self.raft.handle_rpc, self.raft.on_raft_frame)

@@ -194,7 +194,16 @@ def main() -> None:
     parser.add_argument("--latency-n", type=int, default=500)
     parser.add_argument("--restart-entries", type=int, default=100_000)
     parser.add_argument("--skip-pysyncobj", action="store_true")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="our servers skip fsync (software share only)"
+    )
     args = parser.parse_args()
+    if args.no_fsync:
+        os.environ["BENCH_FSYNC"] = "0"
+    load = os.getloadavg()
+    print(
+        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs"
+    )
     base = tempfile.mkdtemp(prefix="raftbench-")
     try:
         f50, f99 = fsync_floor(base)
@@ -204,8 +213,9 @@ def main() -> None:
             f"~{2 * f50:.1f} ms p50)"
         )
         ours = run_cluster("ours", args, base)
+        label = "ours (fsync OFF):    " if args.no_fsync else "ours (fsync on):     "
         print(
-            f"ours (fsync on):      {ours['ops_per_s']:9.0f} writes/s with "
+            f"{label} {ours['ops_per_s']:9.0f} writes/s with "
             f"{args.outstanding} in flight ({ours['failed']} failed)"
         )
         print(
@@ -253,6 +263,8 @@ def main() -> None:
                 f"{r['log_entries']} in the log; applied all in {r['caught_up_s']:.2f} s, "
                 f"leader again in {r['leader_s']:.2f} s (writing them took {r['write_s']:.1f} s)"
             )
+        load = os.getloadavg()
+        print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
