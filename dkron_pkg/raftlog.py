@@ -64,7 +64,7 @@ linearizable reads with ReadIndex.
 from __future__ import annotations
 
 import random
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
@@ -72,6 +72,7 @@ from typing import Any, Protocol
 from .raft_messages import (
     AppendEntries,
     AppendResponse,
+    DecodeError,
     Entry,
     EntryKind,
     Heartbeat,
@@ -82,16 +83,20 @@ from .raft_messages import (
     SnapshotMeta,
     TimeoutNow,
     VoteResponse,
+    decode,
     decode_voters,
+    encode,
     encode_voters,
 )
 
 __all__ = [
     "Compacted",
     "ConfChange",
+    "DecodeError",
     "Entry",
     "EntryKind",
     "HardState",
+    "Message",
     "NotLeader",
     "Proposal",
     "RaftConfig",
@@ -104,6 +109,8 @@ __all__ = [
     "SnapshotMeta",
     "StateMachine",
     "StorageState",
+    "decode",
+    "encode",
 ]
 
 
@@ -268,6 +275,28 @@ class _PendingRead:
     seq: int
 
 
+def _malformed(msg: Message) -> str | None:
+    """Why a decoded message cannot be from a correct peer (it is then dropped and counted)."""
+    if isinstance(msg, AppendEntries):
+        expected, prev_term = msg.prev_index + 1, msg.prev_term
+        for entry in msg.entries:
+            if entry.index != expected:
+                return "entries not contiguous after prev_index"
+            if entry.term < prev_term or entry.term > msg.term:
+                return "entry terms out of order"
+            if entry.kind == EntryKind.CONFIG:
+                try:
+                    decode_voters(entry.data)
+                except DecodeError:
+                    return "undecodable configuration entry"
+            expected, prev_term = expected + 1, entry.term
+    elif isinstance(msg, InstallSnapshot) and (
+        msg.meta.term > msg.term or msg.meta.index == 0 or not msg.meta.voters
+    ):
+        return "snapshot metadata out of range"
+    return None
+
+
 class RaftNode:
     """One Raft participant; see the module docstring for how to drive it."""
 
@@ -321,6 +350,7 @@ class RaftNode:
         self._pending_reads: deque[_PendingRead] = deque()
         self._waiting_reads: list[bytes] = []
         self._ticked = False
+        self.rejected: Counter[str] = Counter()
         self._vote_resend_due = 0
         self._campaign_transfer = False
         self._reset_election_timer()
@@ -440,6 +470,10 @@ class RaftNode:
     def step(self, msg: Message) -> None:
         """Handle one received message (already decoded). Messages not for us are ignored."""
         if msg.dst != self.id or msg.src == self.id:
+            return
+        problem = _malformed(msg)
+        if problem is not None:
+            self.rejected[problem] += 1
             return
         if msg.term > self.term:
             if isinstance(msg, RequestVote):
@@ -822,6 +856,9 @@ class RaftNode:
         if pr is None:
             return
         pr.recent_active = True
+        if msg.success and msg.index > self.last_index:
+            self.rejected["acknowledges entries never sent"] += 1
+            return
         if msg.success:
             if msg.index > pr.match:
                 pr.match = msg.index
