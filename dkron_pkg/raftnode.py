@@ -1042,8 +1042,6 @@ class RaftReplicator:
             return
         if self.id not in self._voters or self._replicated_addrs.get(self.id) == self.rpc_addr:
             return
-        if not self._replicated_addrs:
-            return  # a fresh cluster: the leader announces the bootstrap addresses
         command = [addresses_command({self.id: self.rpc_addr})]
         targets = [self.leader_addr()] if self.leader_addr() else []
         targets += [a for n, a in self._addrs.items() if n != self.id and a not in targets]

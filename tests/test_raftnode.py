@@ -522,3 +522,23 @@ def test_random_frames_never_crash_a_node(tmp_path):
         assert results[0].ok and "still-works" in solo.job_names()
     finally:
         solo.stop()
+
+
+def test_node_restarted_on_a_new_port_announces_its_address(cluster_factory):
+    c = cluster_factory(3)
+    submit_retrying(c.leader(), [job_cmd("one")])
+    mover = c.followers()[0]
+    mover.raft.barrier(timeout=5)
+    mover.stop()
+    mover.port = _free_port()
+    mover.addr = f"127.0.0.1:{mover.port}"
+    mover.start({**c.bootstrap, mover.id: mover.addr})
+    # The others only knew the old port: the mover's announcement, committed through the log,
+    # tells every server where it listens now.
+    wait_for(
+        lambda: all(s.raft.addresses()[mover.id] == mover.addr for s in c.running()),
+        "new address known everywhere",
+    )
+    submit_retrying(c.leader(), [job_cmd("two")])
+    mover.raft.barrier(timeout=WAIT_S)
+    assert {"one", "two"} <= mover.job_names()
