@@ -144,7 +144,11 @@ def test_dashboard_counts_nodes_and_recent_failures(agent, jobs, page, tmp_path)
 def test_busy_page_lists_a_running_job_and_stops_it(agent, jobs, page, tmp_path):
     agent.create_job("busy-sleeper", "echo busy-output; sleep 30")
     agent.call("POST", "/v1/jobs/busy-sleeper/run")
-    page.goto(f"{agent.base}/ui/#/busy")
+    # The jobs list shows a running badge and can filter on it.
+    page.goto(f"{agent.base}/ui/#/jobs?status=running")
+    expect_rows(page, ["busy-sleeper"])
+    expect(page.locator("#jobs-table tr[data-job=busy-sleeper] .badge-running")).to_be_visible()
+    page.get_by_role("link", name="Busy", exact=True).click()
     row = page.locator("#busy-table tbody tr[data-job=busy-sleeper]")
     expect(row).to_contain_text("busy-output")
     expect(row).to_contain_text("ui-node")
