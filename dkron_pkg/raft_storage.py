@@ -14,7 +14,8 @@ the log afresh from it.
 
 Usage: `st = FileStorage(path)`; `state = st.load()` for `RaftNode(..., state, ...)`;
 per Ready: `st.save_snapshot(rd.snapshot)` if any, then `st.append(rd.entries,
-rd.hard_state)`; after `RaftNode.compact(...)`: `st.compact(compacted)`.
+rd.hard_state)`; after `RaftNode.compact(...)`: `st.compact(compacted)`. Lost quorum:
+`recover_with_voters(st, voters, fsm)` offline on each survivor (Dkron's peers.json).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from pathlib import Path
 from .raft_messages import (
     DecodeError,
     Entry,
+    EntryKind,
     SnapshotMeta,
     decode_entry,
     decode_meta,
     encode_entry,
     encode_meta,
 )
-from .raftlog import Compacted, HardState, Snapshot, StorageState
+from .raftlog import Compacted, HardState, Snapshot, StateMachine, StorageState
 
 LOG_MAGIC = b"DKRAFTLOG\x01"
 SNAP_MAGIC = b"DKRAFTSNAP\x01"
@@ -287,4 +289,32 @@ class FileStorage:
             getattr(os, "fdatasync", os.fsync)(fd)
 
 
-__all__ = ["FileStorage", "SnapshotMeta", "StorageError"]
+def recover_with_voters(
+    storage: FileStorage, voters: list[str] | tuple[str, ...], fsm: StateMachine
+) -> Snapshot:
+    """Manual recovery of a lost quorum (Dkron's peers.json): run offline on every surviving
+    server with the same voter list. Every entry in the log, committed or not, is applied to
+    `fsm`, and the log is replaced by a snapshot at its last index whose configuration is
+    `voters`; the servers then elect a leader among themselves as usual. Like hashicorp/raft's
+    RecoverCluster, this may keep writes that had not committed."""
+    if not voters:
+        raise ValueError("recovery needs at least one voter")
+    state = storage.load()
+    snap_index = 0
+    if state.snapshot is not None:
+        fsm.restore(state.snapshot.data)
+        snap_index = state.snapshot.meta.index
+    last_index, last_term = state.offset, state.offset_term
+    if state.snapshot is not None and snap_index >= last_index:
+        last_index, last_term = snap_index, state.snapshot.meta.term
+    for entry in state.entries:
+        if entry.index > snap_index and entry.kind == EntryKind.DATA:
+            fsm.apply(entry.index, entry.data)
+        last_index, last_term = entry.index, entry.term
+    meta = SnapshotMeta(last_index, last_term, tuple(sorted(set(voters))))
+    snapshot = Snapshot(meta, fsm.snapshot())
+    storage.save_snapshot(snapshot)
+    return snapshot
+
+
+__all__ = ["FileStorage", "SnapshotMeta", "StorageError", "recover_with_voters"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import random
 
-from dkron_pkg.raft_storage import FileStorage
+from dkron_pkg.raft_storage import FileStorage, recover_with_voters
 from dkron_pkg.raftlog import EntryKind, Proposal, RaftConfig, RaftNode, Role, decode, encode
 
 IDS = ["a", "b", "c"]
@@ -114,3 +114,67 @@ def test_cluster_on_real_disks_survives_loss_restarts_and_compaction(tmp_path) -
                 held = state.entries[proposal.index - state.offset - 1]
                 assert (held.index, held.term) == (proposal.index, proposal.term)
         srv.stop()
+
+
+class DictMachine:
+    """A minimal StateMachine: `key=value` commands into a dict."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, str] = {}
+
+    def apply(self, index: int, data: bytes) -> None:
+        key, value = data.decode().split("=", 1)
+        self.kv[key] = value
+
+    def snapshot(self) -> bytes:
+        return json.dumps(self.kv, sort_keys=True).encode()
+
+    def restore(self, data: bytes) -> None:
+        self.kv = json.loads(data)
+
+
+def test_lost_quorum_is_recovered_from_a_peers_list(tmp_path) -> None:
+    """Two of three servers are gone for good: the survivor is recovered offline with the
+    voter list ["a"], keeps its data (committed or not) and serves writes alone."""
+    rng = random.Random(7)
+    cfg = RaftConfig(trailing_entries=5)
+    servers = {i: Server(i, tmp_path / i, rng, cfg) for i in IDS}
+    outbox: list[bytes] = []
+    now = 0
+    writes = 0
+    while writes < 60:
+        now += 10
+        for srv in servers.values():
+            srv.node.tick(now)
+            if srv.node.role == Role.LEADER and isinstance(
+                srv.node.propose(f"k{writes % 5}=v{writes}".encode()), Proposal
+            ):
+                writes += 1
+            srv.drive(outbox)
+        frames, outbox[:] = outbox[:], []
+        for frame in frames:
+            msg = decode(frame)
+            servers[msg.dst].node.step(msg)
+            servers[msg.dst].drive(outbox)
+    survivor = servers["a"]
+    expected = dict(survivor.kv)
+    for srv in servers.values():
+        srv.stop()
+    storage = FileStorage(tmp_path / "a")
+    fsm = DictMachine()
+    snap = recover_with_voters(storage, ["a"], fsm)
+    storage.close()
+    assert snap.meta.voters == ("a",)
+    for key, value in expected.items():  # applied values, or later ones from the log's tail
+        assert int(fsm.kv[key][1:]) >= int(value[1:])
+    alone = Server("a", tmp_path / "a", rng, cfg)
+    assert alone.node.voters == ("a",)
+    for t in range(now, now + 400, 10):
+        alone.node.tick(t)
+        alone.drive([])
+    assert alone.node.role == Role.LEADER
+    assert isinstance(alone.node.propose(b"after=recovery"), Proposal)
+    alone.drive([])
+    assert alone.kv["after"] == "recovery"
+    assert set(expected) <= set(alone.kv)
+    alone.stop()
