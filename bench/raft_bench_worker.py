@@ -1,6 +1,6 @@
 """One server process for bench/raft_cluster_bench.py, driven by JSON lines on stdin.
 
-`python3 bench/raft_bench_worker.py ours|pysyncobj ID ADDR DATA_DIR PEER_ID=ADDR ...`
+`python3 bench/raft_bench_worker.py ours|pysyncobj|pysyncobj-nobatch ID ADDR DATA_DIR PEER_ID=ADDR ...`
 
 Both kinds answer the same commands, one JSON line each:
 - {"cmd": "status"}: {"leader": bool}
@@ -12,7 +12,9 @@ Both kinds answer the same commands, one JSON line each:
 "ours": a RaftReplicator with a job store, fsync on (BENCH_FSYNC=0 turns it off, to see the
 software's own share); a write is `close_intent` (one small store
 command, answered once applied on this node). "pysyncobj": a SyncObj with a replicated counter,
-in-memory journal (pysyncobj does not fsync); a write is `incr`.
+in-memory journal (pysyncobj does not fsync); a write is `inc`. "pysyncobj" batches appends
+(its default period 0.1 s: its best throughput), "pysyncobj-nobatch" sends them at once (its
+best latency).
 """
 
 from __future__ import annotations
@@ -68,13 +70,15 @@ class Ours:
 
 
 class PySyncObj:
+    batch = True
+
     def __init__(self, node_id: str, addr: str, data: str, peers: dict[str, str]) -> None:
         from pysyncobj import SyncObj, SyncObjConf
         from pysyncobj.batteries import ReplCounter
 
         self.counter = ReplCounter()
         others = [a for n, a in peers.items() if n != node_id]
-        conf = SyncObjConf(appendEntriesUseBatch=True, dynamicMembershipChange=False)
+        conf = SyncObjConf(appendEntriesUseBatch=self.batch, dynamicMembershipChange=False)
         self.obj = SyncObj(addr, others, conf=conf, consumers=[self.counter])
 
     def is_leader(self) -> bool:
@@ -85,6 +89,12 @@ class PySyncObj:
 
     def write_sync(self) -> None:
         self.counter.inc(sync=True, timeout=10)
+
+
+class PySyncObjNoBatch(PySyncObj):
+    """pysyncobj sends appends at once instead of every 0.1 s: its low-latency setting."""
+
+    batch = False
 
 
 def throughput(node, outstanding: int, seconds: float) -> dict:
@@ -126,7 +136,8 @@ def latency(node, n: int) -> dict:
 def main() -> None:
     kind, node_id, addr, data = sys.argv[1:5]
     peers = dict(p.split("=", 1) for p in sys.argv[5:])
-    node = (Ours if kind == "ours" else PySyncObj)(node_id, addr, data, peers)
+    kinds = {"ours": Ours, "pysyncobj": PySyncObj, "pysyncobj-nobatch": PySyncObjNoBatch}
+    node = kinds[kind](node_id, addr, data, peers)
     reply({"ready": True})
     for line in sys.stdin:
         req = json.loads(line)

@@ -80,6 +80,7 @@ MAX_COMMANDS_PER_ENTRY = 2000
 MAX_BYTES_PER_ENTRY = 512 * 1024
 RETRY_PAUSE_S = 0.02
 COMMIT_NOTICE = b"\0commit"
+INLINE_APPLY_BYTES = 8 * 1024
 
 
 class NotLeaderError(Exception):
@@ -188,6 +189,9 @@ class RaftReplicator:
         self._applied_cv = threading.Condition()
         self._store_floor = 0
         self._last_snapshot = 0
+        self._notify_until = 0.0  # tell followers new commits at once until then
+        self._apply_sent = 0  # written by the Raft loop only
+        self._apply_done = 0  # written by the apply thread only
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"raft-{node_id}")
@@ -459,6 +463,7 @@ class RaftReplicator:
                     raise
             return {"not_leader": self._leader}
         fut = self._propose(commands, timeout)
+        self._notify_until = time.monotonic() + timeout  # the follower waits to apply it
         try:
             results = _wait(fut, timeout, "commit")
         except _Retry:
@@ -683,7 +688,7 @@ class RaftReplicator:
             was_leader = self._role == Role.LEADER
             self._role = role
             if was_leader:
-                self._apply_q.put(("leadership", False))
+                self._to_apply(("leadership", False))
                 for context, fut in list(self._reads.items()):
                     self._reads.pop(context, None)
                     _fail(fut, _Retry())
@@ -760,7 +765,11 @@ class RaftReplicator:
                 self._publish_state()  # before applying: the apply thread reads the role
                 while node.has_ready():
                     self._handle_ready(node, node.ready())
-                if node.role == Role.LEADER and (acked or node.commit_index > commit_before):
+                if (
+                    node.role == Role.LEADER
+                    and (acked or node.commit_index > commit_before)
+                    and time.monotonic() < self._notify_until
+                ):
                     self._tell_commit(node)
                 self._publish_state()
         except BaseException as exc:  # a bug or a disk error: stop taking requests, loudly
@@ -817,7 +826,8 @@ class RaftReplicator:
         """Followers learn the commit index from the next append; when none is coming (the log
         is fully committed), a ReadIndex round sends heartbeats that carry it at once (each
         follower is told the commit up to what it has acknowledged), so a follower's forwarded
-        write is applied there without waiting for the heartbeat timer."""
+        write is applied there without waiting for the heartbeat timer. Only done while
+        forwarded writes are in flight: nobody else waits on a follower's commit index."""
         if node.last_index == node.commit_index:
             node.read_index(COMMIT_NOTICE)
             while node.has_ready():
@@ -828,12 +838,17 @@ class RaftReplicator:
         assert storage is not None
         if rd.snapshot is not None:
             storage.save_snapshot(rd.snapshot)
-            self._apply_q.put(("snapshot", rd.snapshot))
+            self._to_apply(("snapshot", rd.snapshot))
         storage.append(rd.entries, rd.hard_state)
         for msg in rd.messages:
             self._sender.send(msg)
         if rd.committed_entries:
-            self._apply_q.put(("entries", rd.committed_entries))
+            small = sum(len(e.data) for e in rd.committed_entries) <= INLINE_APPLY_BYTES
+            if small and self._apply_sent == self._apply_done:
+                # The apply thread is idle: applying here saves a thread hand-off per write.
+                self._apply_entries(rd.committed_entries)
+            else:
+                self._to_apply(("entries", rd.committed_entries))
         for rs in rd.read_states:
             fut = self._reads.pop(rs.context, None)
             if fut is not None and not fut.done():
@@ -853,6 +868,11 @@ class RaftReplicator:
 
     # ----- the apply thread -------------------------------------------------------------------
 
+    def _to_apply(self, item: tuple) -> None:
+        """Queue work for the apply thread (Raft loop only: it alone counts `_apply_sent`)."""
+        self._apply_sent += 1
+        self._apply_q.put(item)
+
     def _apply_loop(self) -> None:
         try:
             while True:
@@ -862,6 +882,7 @@ class RaftReplicator:
                 kind = item[0]
                 if kind == "entries":
                     entries = list(item[1])
+                    taken = 1
                     while True:  # merge queued entry lists: one store transaction
                         try:
                             nxt = self._apply_q.get_nowait()
@@ -871,17 +892,21 @@ class RaftReplicator:
                             break
                         if nxt is not None and nxt[0] == "entries" and len(entries) < 20_000:
                             entries.extend(nxt[1])
+                            taken += 1
                             continue
                         self._apply_entries(entries)
                         entries = []
                         if nxt is None:
                             return
                         self._apply_other(nxt)
+                        taken += 1
                         break
                     if entries:
                         self._apply_entries(entries)
+                    self._apply_done += taken
                 else:
                     self._apply_other(item)
+                    self._apply_done += 1
         except BaseException as exc:
             log.exception("raft: apply thread of %s failed", self.id)
             self._failed = exc
