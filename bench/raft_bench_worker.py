@@ -1,6 +1,7 @@
 """One server process for bench/raft_cluster_bench.py, driven by JSON lines on stdin.
 
-`python3 bench/raft_bench_worker.py ours|pysyncobj|pysyncobj-nobatch ID ADDR DATA_DIR PEER_ID=ADDR ...`
+`python3 bench/raft_bench_worker.py KIND ID ADDR DATA_DIR PEER_ID=ADDR ...` where KIND is
+ours, pysyncobj or pysyncobj-nobatch.
 
 Both kinds answer the same commands, one JSON line each:
 - {"cmd": "status"}: {"leader": bool}

@@ -189,11 +189,11 @@ def restart_bench(base: str, entries: int, snapshot_every: int, lose_store: bool
 
 
 def print_result(label: str, r: dict, outstanding: int) -> None:
+    print(f"{label} {r['ops_per_s']:9.0f} writes/s with {outstanding} in flight", end="")
+    print(f" ({r['failed']} failed)")
     print(
-        f"{label} {r['ops_per_s']:9.0f} writes/s with {outstanding} in flight ({r['failed']} failed)"
-    )
-    print(
-        f"  sequential client on leader:   p50 {r['leader_p50']:.2f} ms  p99 {r['leader_p99']:.2f} ms"
+        f"  sequential client on leader:   p50 {r['leader_p50']:.2f} ms  "
+        f"p99 {r['leader_p99']:.2f} ms"
     )
     print(
         f"  sequential client on follower: p50 {r['follower_p50']:.2f} ms  "
