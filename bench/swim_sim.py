@@ -114,6 +114,7 @@ def false_deaths(a) -> dict:
         "false_deaths": sum(r["false"] for r in res),
         "runs_with_all_members_kept": sum(r["kept"] for r in res),
         "suspicions_refuted": sum(r["suspicions"] for r in res),
+        "seeds_with_false_deaths": [s for s, r in enumerate(res) if r["false"]],
     }
     print(
         f"false: {a.nodes} nodes joined in sequence, {a.hours} h at {a.loss:.0%} loss, {a.seeds}"

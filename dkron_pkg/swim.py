@@ -786,7 +786,11 @@ class SwimNode:
         elif changed:
             self._emit("update", node, now)
 
-    def _on_suspect(self, msg: wire.Suspect, now: float, out: list[Outgoing], rel: bool) -> None:
+    def _on_suspect(
+        self, msg: wire.Suspect, now: float, out: list[Outgoing], rel: bool, relayed: bool = False
+    ) -> None:
+        """``relayed``: the suspicion comes from a peer's state table (push-pull), which
+        repeats what it heard rather than what it saw, so it does not confirm anything."""
         if msg.node == self.name:
             if not self.leaving and msg.incarnation >= self.incarnation:
                 self._refute(msg.incarnation, now)
@@ -796,6 +800,8 @@ class SwimNode:
             return
         timer = self._suspicions.get(node.name)
         if timer is not None:
+            if relayed and msg.incarnation == timer.incarnation:
+                return
             if msg.incarnation == timer.incarnation and timer.confirm(msg.sender):
                 self._queue(node.name, wire.encode_message(msg), timer)
             if msg.incarnation == timer.incarnation:
@@ -812,7 +818,9 @@ class SwimNode:
             k = 0
         # The timer counts from when the suspicion began at its origin (ages add up along
         # the gossip path, transit times aside), so all members reach their verdict together.
-        start = now - min(msg.age_ms / 1000.0, low / 2)
+        # Capped at one probe interval: enough to line up a large cluster (spreading takes
+        # well under a second), small enough never to eat into the suspect's time to refute.
+        start = now - min(msg.age_ms / 1000.0, self.profile.probe_interval)
         timer = _Suspicion(start, low, high, k, msg.sender, msg.incarnation)
         self._suspicions[node.name] = timer
         self._queue(node.name, wire.encode_message(msg), timer)
@@ -870,7 +878,8 @@ class SwimNode:
                 if not self.leaving and st.incarnation >= self.incarnation:
                     self._refute(st.incarnation, now)
                 return
-            self._on_suspect(wire.Suspect(st.incarnation, st.name, sender), now, [], False)
+            suspect = wire.Suspect(st.incarnation, st.name, sender)
+            self._on_suspect(suspect, now, [], False, relayed=True)
 
     _handlers: ClassVar[dict] = {
         wire.Ping: _on_ping,
