@@ -15,9 +15,15 @@ randomness; this core only reacts to what it is given:
 ``receive(now, from_addr, packet, reliable=False) -> list[Outgoing]``
     ``reliable`` is True for packets that came over TCP. Bad packets are dropped and counted
     in ``stats`` (``dropped_auth``, ``dropped_decode``); nothing raises.
-``leave(now)``, ``set_tags(tags, now)``, ``preload(members, now)`` (warm start from a
-    snapshot), ``members() -> list[Member]``, ``member(name)``, ``drain_events() ->
-    list[MemberEvent]`` with kinds ``join``, ``update``, ``failed``, ``leave``, ``reap``.
+``leave(now) -> list[Outgoing]``, ``set_tags(tags, now) -> list[Outgoing]`` (SIGHUP reload;
+    ValueError when the tags exceed 512 bytes), ``preload(members, now)`` (warm start from a
+    snapshot), ``members() -> list[Member]`` (this node included), ``member(name)``,
+    ``status_of(name)``, ``drain_events() -> list[MemberEvent]`` with kinds ``join``,
+    ``update``, ``failed``, ``leave``, ``reap``; ``Member`` is (name, addr, port, tags,
+    status, incarnation) with status ``alive``, ``suspect``, ``failed`` or ``left``.
+    ``clock`` is the Lamport clock, ``awareness`` the Lifeguard health score, ``stats`` the
+    counters. Failed members are reaped after ``Profile.reconnect_timeout`` (24 h; set it
+    from ``--serf-reconnect-timeout`` with ``profile.with_(reconnect_timeout=...)``).
 
 Each :class:`Outgoing` is ``(addr, port, data, reliable)``: send ``data`` as one UDP datagram,
 or over TCP when ``reliable`` (push-pull and the TCP fallback ping) and feed the peer's TCP
@@ -37,8 +43,11 @@ Two measured improvements over memberlist (both keep its timings):
   which cuts the wait before a crash is first noticed from up to ~5 s to at most ~2 s. It
   needs ``now`` to be wall-clock time on NTP-synced hosts; with skewed clocks it degrades to
   random probing, never worse. ``Profile.aligned_probes=False`` restores round-robin.
-- Suspicion age: a suspect message carries how long its sender has suspected the node, so
-  every member's timer counts from the same origin and all reach the verdict together.
+- Suspicion age: a suspect message carries how long its sender has suspected the node (up
+  to one probe interval), so members' timers share an origin and reach the verdict together.
+- Stall awareness (part of Lifeguard here): a tick that comes far past a deadline means this
+  process was paused, so its expired verdicts wait one probe timeout for the unread backlog.
+- A graceful leave is sent to every live member directly, not only gossiped.
   Helpers nack after half the probe timeout so a healthy prober hears the nack in time,
   and a probe ends as soon as every helper has nacked.
 """
