@@ -279,3 +279,19 @@ def test_replayed_packets_do_not_change_membership():
             sim.nodes[j].core.receive(sim.now, None, data, reliable)
     after = {i: sim.nodes[i].core.members() for i in sim.live()}
     assert after == before
+
+
+def test_suspicion_repeated_by_a_push_pull_is_not_a_confirmation():
+    node = SwimNode("a", "10.0.0.1", 8946, {}, LAN, random.Random(1))
+    for i in range(10):
+        alive = wire.Alive(1, f"p{i}", f"10.0.1.{i}", 8946, {}, 0)
+        node.receive(0.0, None, wire.seal([wire.encode_message(alive)], None))
+    first = wire.Suspect(1, "p0", "p1")
+    node.receive(1.0, None, wire.seal([wire.encode_message(first)], None))
+    deadline = node._suspicions["p0"].deadline
+    for peer in ("p2", "p3"):
+        state = wire.NodeState("p0", "10.0.1.0", 8946, {}, 1, wire.STATUS_SUSPECT)
+        pp = wire.PushPull(False, True, peer, "10.0.1.9", 8946, 0, [state])
+        node.receive(2.0, None, wire.seal([wire.encode_message(pp)], None))
+    assert node._suspicions["p0"].deadline == deadline
+    assert node.status_of("p0") == "suspect"
