@@ -782,7 +782,7 @@ class RaftNode:
         for peer in list(self._progress):
             if peer not in voters:
                 del self._progress[peer]
-        for peer in voters:
+        for peer in sorted(voters):
             if peer != self.id and peer not in self._progress:
                 self._progress[peer] = _Progress(self.last_index + 1)
                 self._progress[peer].recent_active = True
