@@ -9,8 +9,12 @@ Threads, each with one job:
 - the apply thread applies committed entries to the store, in order, several entries per
   `store.apply_batch` (one SQLite transaction), takes snapshots every `snapshot_every` entries
   and answers the submitters;
-- per-peer sender threads (raft_sender) and a maintenance thread (address announcements,
-  expiry of submits that waited too long).
+- per-peer sender threads (raft_sender), a maintenance thread (address announcements,
+  expiry of submits that waited too long) and an events thread that runs `on_leadership`
+  and `on_applied` in order (so a callback may itself submit).
+
+Small committed batches are applied on the Raft loop itself when the apply thread is idle
+(one thread hand-off less per write); big ones always go to the apply thread.
 
 Entries: a DATA entry is a JSON list of commands. Commands whose op starts with "raft." are the
 driver's own (today only `raft.addresses`, the replicated node-id -> RPC address map, see
@@ -38,6 +42,7 @@ import logging
 import os
 import queue
 import random
+import sqlite3
 import sys
 import threading
 import time
@@ -181,6 +186,7 @@ class RaftReplicator:
         self._addrs: dict[str, str] = {}
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._apply_q: queue.SimpleQueue = queue.SimpleQueue()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()  # callbacks, in order
         self._waiters: dict[int, _Waiter] = {}
         self._waiters_lock = threading.Lock()
         self._reads: dict[bytes, Future] = {}
@@ -251,6 +257,7 @@ class RaftReplicator:
             (self._raft_loop, "raft-loop"),
             (self._apply_loop, "raft-apply"),
             (self._maintenance_loop, "raft-maint"),
+            (self._events_loop, "raft-events"),
         ):
             thread = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
             thread.start()
@@ -263,6 +270,7 @@ class RaftReplicator:
         self._stop.set()
         self._inbox.put(None)
         self._apply_q.put(None)
+        self._events.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
         self._sender.close()
@@ -976,16 +984,38 @@ class RaftReplicator:
             if entry.index > floor:
                 last_data = entry.index
             spans.append((entry.index, entry.term, slots))
-        results = self.store.apply_batch(store_cmds, last_index=last_data) if store_cmds else []
+        results = self._apply_to_store(store_cmds, last_data) if store_cmds else []
         out: dict[int, tuple[int, list]] = {}
         for index, term, slots in spans:
             out[index] = (term, [results[s] if isinstance(s, int) else s for s in slots])
         if store_cmds and self.on_applied is not None:
-            try:
-                self.on_applied(store_cmds, results)
-            except Exception:  # a listener must not stop replication
-                log.exception("raft: on_applied callback failed")
+            self._events.put((self.on_applied, (store_cmds, results)))
         return out
+
+    def _apply_to_store(self, commands: list[dict], last_index: int) -> list[Result]:
+        """One store transaction; a command that makes the store raise something other than
+        its own StoreError (a malformed command) must not stop every server of the cluster:
+        the batch is then applied one command at a time and the culprit gets an error result.
+        Disk errors (sqlite3.Error) still stop this node."""
+        try:
+            return self.store.apply_batch(commands, last_index=last_index)
+        except sqlite3.Error:
+            raise
+        except Exception:  # noqa: BLE001 - deterministic on every server, so handled alike
+            log.warning("raft: a batch failed in the store; applying its commands one by one")
+        results = []
+        for command in commands:
+            try:
+                results.extend(self.store.apply_batch([command]))
+            except sqlite3.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reported to the submitter
+                op = command.get("op") if isinstance(command, dict) else None
+                results.append(
+                    Result(False, f"store command {op!r} failed: {type(exc).__name__}: {exc}", 500)
+                )
+        self.store.apply_batch([], last_index=last_index)
+        return results
 
     def _apply_driver_command(self, command: dict) -> Result:
         if command.get("op") == ADDRESSES_OP:
@@ -1024,12 +1054,21 @@ class RaftReplicator:
             self._applied_cv.notify_all()
 
     def _notify_leadership(self, leading: bool) -> None:
-        if self.on_leadership is None:
-            return
-        try:
-            self.on_leadership(leading)
-        except Exception:  # a listener must not stop the apply thread
-            log.exception("raft: on_leadership callback failed")
+        if self.on_leadership is not None:
+            self._events.put((self.on_leadership, (leading,)))
+
+    def _events_loop(self) -> None:
+        """Runs the callbacks in order, never on the Raft loop or apply thread, so a callback
+        may itself submit writes."""
+        while True:
+            item = self._events.get()
+            if item is None:
+                return
+            callback, args = item
+            try:
+                callback(*args)
+            except Exception:  # a listener must not stop replication
+                log.exception("raft: %s callback failed", getattr(callback, "__name__", "a"))
 
     # ----- maintenance ------------------------------------------------------------------------
 

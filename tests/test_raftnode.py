@@ -542,3 +542,42 @@ def test_node_restarted_on_a_new_port_announces_its_address(cluster_factory):
     submit_retrying(c.leader(), [job_cmd("two")])
     mover.raft.barrier(timeout=WAIT_S)
     assert {"one", "two"} <= mover.job_names()
+
+
+def test_malformed_command_fails_alone_and_the_cluster_keeps_going(cluster_factory):
+    c = cluster_factory(3)
+    follower = c.followers()[0]
+    cmds = [job_cmd("ok1"), {"op": "close_intent"}, job_cmd("ok2")]  # "group" is missing
+    results = submit_retrying(follower, cmds)
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and "close_intent" in results[1].error
+    submit_retrying(c.leader(), [job_cmd("after")])
+    for s in c.running():
+        s.raft.barrier(timeout=5)
+        assert {"ok1", "ok2", "after"} <= s.job_names()
+
+
+def test_callbacks_run_in_order_off_the_raft_threads_and_may_submit(tmp_path):
+    ready = threading.Event()
+    applied: list[tuple[str, bool]] = []
+    holder: dict[str, Server] = {}
+
+    def on_leadership(leading: bool) -> None:
+        ready.wait(5)
+        if leading:  # a callback that writes must not deadlock the node
+            holder["s"].raft.submit([job_cmd("written-by-callback")], timeout=5)
+
+    def on_applied(commands: list[dict], results: list) -> None:
+        applied.extend((c["job"]["name"], r.ok) for c, r in zip(commands, results, strict=True))
+
+    solo = Server("n1", tmp_path, _free_port(), on_leadership=on_leadership, on_applied=on_applied)
+    holder["s"] = solo
+    solo.start({"n1": solo.addr})
+    ready.set()
+    try:
+        wait_for(lambda: "written-by-callback" in solo.job_names(), "callback's write")
+        submit_retrying(solo, [job_cmd("a"), job_cmd("b")])
+        wait_for(lambda: len(applied) == 3, "on_applied calls")
+        assert applied == [("written-by-callback", True), ("a", True), ("b", True)]
+    finally:
+        solo.stop()
