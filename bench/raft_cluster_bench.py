@@ -11,7 +11,8 @@ Figures printed:
    leader's and a follower's fsync one after the other);
 4. the same load against a 3-process pysyncobj cluster (which does NOT fsync), in its batched
    (default) and immediate-append settings, and the ratios against its best figure;
-5. restart time of a server whose data holds 100,000 entries (snapshot + log).
+5. restart time of a server whose data holds 100,000 entries (snapshot + log), with the
+   store intact or lost (rebuilt from the snapshot and the log).
 """
 
 from __future__ import annotations
@@ -126,66 +127,91 @@ def fsync_floor(base: str, n: int = 200) -> tuple[float, float]:
     return pct(times, 50), pct(times, 99)
 
 
-def restart_bench(base: str, entries: int, snapshot_every: int, lose_store: bool) -> dict:
-    """Write `entries` log entries on a one-server cluster, then time a restart from disk."""
+def _open_solo(data: str, addr: str, snapshot_every: int, fsync: bool):
     from dkron_pkg.raftnode import RaftReplicator
     from dkron_pkg.rpc import RpcClient
     from dkron_pkg.store import Store
 
-    data = tempfile.mkdtemp(dir=base)
-    addr = f"127.0.0.1:{free_port()}"
-
-    def open_node(fsync: bool) -> tuple[Store, RaftReplicator]:
-        store = Store(os.path.join(data, "store.db"))
-        node = RaftReplicator(
-            "solo",
-            addr,
-            data,
-            store,
-            RpcClient(None),
-            bootstrap={"solo": addr},
-            snapshot_every=snapshot_every,
-            fsync=fsync,
-        )
-        return store, node
-
-    store, node = open_node(fsync=False)  # only to write the data quickly
+    store = Store(os.path.join(data, "store.db"))
+    node = RaftReplicator(
+        "solo",
+        addr,
+        data,
+        store,
+        RpcClient(None),
+        bootstrap={"solo": addr},
+        snapshot_every=snapshot_every,
+        fsync=fsync,
+    )
     node.start()
+    return store, node
+
+
+def write_history(data: str, addr: str, entries: int, snapshot_every: int) -> tuple[int, float]:
+    """`entries` log entries on a one-server cluster, each a `set_job` on one of 1,000 jobs
+    (so snapshots hold 1,000 jobs). Written without fsync: only the restart is measured."""
+    store, node = _open_solo(data, addr, snapshot_every, fsync=False)
     while not node.is_leader():
         time.sleep(0.01)
     t0 = time.perf_counter()
     for i in range(entries):  # one write at a time: one log entry each
-        node.submit([{"op": "close_intent", "group": i}])
+        job = {"name": f"job-{i % 1000}", "schedule": "@every 1h", "executor": "shell"}
+        job["executor_config"] = {"command": f"echo {i}"}
+        node.submit([{"op": "set_job", "job": job, "now_ns": 1_700_000_000_000_000_000 + i}])
     write_s = time.perf_counter() - t0
     last = node.applied_index()
     node.close()
     store.close()
+    return last, write_s
+
+
+def time_restart(data: str, addr: str, snapshot_every: int, lose_store: bool, last: int) -> dict:
     if lose_store:
         for name in os.listdir(data):
             if name.startswith("store.db"):
                 os.unlink(os.path.join(data, name))
     t0 = time.perf_counter()
-    store, node = open_node(fsync=True)
-    node.start()
+    store, node = _open_solo(data, addr, snapshot_every, fsync=True)
     while node.applied_index() < last:
         time.sleep(0.001)
     caught_up = time.perf_counter() - t0
     while not node.is_leader():
         time.sleep(0.001)
     serving = time.perf_counter() - t0
-    log_entries = node._node.last_index - node._node.first_index + 1
-    snap_index = node._node.snapshot_index
-    node.close()
-    store.close()
-    shutil.rmtree(data, ignore_errors=True)
-    return {
-        "write_s": write_s,
-        "last": last,
-        "snapshot_index": snap_index,
-        "log_entries": log_entries,
+    out = {
         "caught_up_s": caught_up,
         "leader_s": serving,
+        "snapshot_index": node._node.snapshot_index,
+        "log_entries": node._node.last_index - node._node.first_index + 1,
+        "jobs": len(store.list_jobs()),
     }
+    node.close()
+    store.close()
+    return out
+
+
+def restart_benches(base: str, entries: int) -> None:
+    for snapshot_every, variants in (
+        (10_000, [(False, "store intact"), (True, "store lost: restore snapshot, replay log")]),
+        (30_000, [(True, "store lost: restore snapshot, replay log")]),
+        (10**9, [(True, "no snapshot, store lost: replay the whole log")]),
+    ):
+        origin = tempfile.mkdtemp(dir=base)
+        addr = f"127.0.0.1:{free_port()}"
+        last, write_s = write_history(origin, addr, entries, snapshot_every)
+        for lose_store, label in variants:
+            data = origin + "-copy"
+            shutil.copytree(origin, data)
+            r = time_restart(data, addr, snapshot_every, lose_store, last)
+            shutil.rmtree(data, ignore_errors=True)
+            every = "never" if snapshot_every >= 10**9 else f"every {snapshot_every:,}"
+            print(
+                f"restart, {last:,} entries, snapshot {every} ({label}): snapshot at "
+                f"{r['snapshot_index']:,}, log holds {r['log_entries']:,}; all applied in "
+                f"{r['caught_up_s']:.2f} s ({r['jobs']} jobs), leader again in "
+                f"{r['leader_s']:.2f} s [writing took {write_s:.0f} s]"
+            )
+        shutil.rmtree(origin, ignore_errors=True)
 
 
 def print_result(label: str, r: dict, outstanding: int) -> None:
@@ -255,17 +281,7 @@ def main() -> None:
                 print("pysyncobj is not installed (pip install pysyncobj): skipped")
             else:
                 compare_pysyncobj(args, base, ours)
-        for snapshot_every, lose_store, label in (
-            (10_000, False, "snapshot every 10,000, store intact"),
-            (10_000, True, "snapshot every 10,000, store lost (restore snapshot + replay log)"),
-            (10**9, True, "no snapshot, store lost (replay the whole log)"),
-        ):
-            r = restart_bench(base, args.restart_entries, snapshot_every, lose_store)
-            print(
-                f"restart with {r['last']} entries ({label}): snapshot at {r['snapshot_index']}, "
-                f"{r['log_entries']} in the log; applied all in {r['caught_up_s']:.2f} s, "
-                f"leader again in {r['leader_s']:.2f} s (writing them took {r['write_s']:.1f} s)"
-            )
+        restart_benches(base, args.restart_entries)
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:
