@@ -8,6 +8,9 @@ Both kinds answer the same commands, one JSON line each:
 - {"cmd": "throughput", "outstanding": K, "seconds": S}: keeps K writes in flight for S seconds
   (async submits; each write is one small command) -> {"ops": n, "elapsed": s}
 - {"cmd": "latency", "n": N}: N writes one after another -> {"lat_ms": [...]}
+- {"cmd": "fill", "entries": N, "outstanding": K} (ours): write until the log grew by N
+- {"cmd": "stop"} / {"cmd": "start"} (ours only): take the server down and up again, keeping
+  its data directory; "status" then also tells "applied" and "snapshot_index"
 - {"cmd": "quit"}
 
 "ours": a RaftReplicator with a job store, fsync on (BENCH_FSYNC=0 turns it off, to see the
@@ -35,27 +38,56 @@ def reply(obj: dict) -> None:
 
 
 class Ours:
+    KEY = b"bench-cluster-key-32-bytes-long!"
+
     def __init__(self, node_id: str, addr: str, data: str, peers: dict[str, str]) -> None:
+        self.args = (node_id, addr, data, peers)
+        self.seq = 0
+        self.start()
+
+    def start(self) -> None:
         from dkron_pkg.raftnode import RaftReplicator
         from dkron_pkg.rpc import RpcClient, RpcServer
         from dkron_pkg.store import Store
 
-        key = b"bench-cluster-key-32-bytes-long!"
+        node_id, addr, data, peers = self.args
         self.store = Store(os.path.join(data, "store.db"))
         self.raft = RaftReplicator(
             node_id,
             addr,
             data,
             self.store,
-            RpcClient(key),
+            RpcClient(self.KEY),
             bootstrap=peers,
             fsync=os.environ.get("BENCH_FSYNC", "1") == "1",
         )
         host, _, port = addr.rpartition(":")
-        self.server = RpcServer(host, int(port), key, self.raft.handle_rpc, self.raft.on_raft_frame)
+        self.server = RpcServer(
+            host, int(port), self.KEY, self.raft.handle_rpc, self.raft.on_raft_frame
+        )
         self.raft.start()
         self.server.start()
-        self.seq = 0
+
+    def stop(self) -> None:
+        """Like a crash of the server, but leaving this control process running."""
+        import socket
+
+        self.server.stop()
+        try:  # wake the accept thread so the port is really released
+            host, _, port = self.args[1].rpartition(":")
+            socket.create_connection((host, int(port)), timeout=1).close()
+        except OSError:
+            pass
+        self.raft.close()
+        self.raft.rpc.close()
+        self.store.close()
+
+    def status(self) -> dict:
+        return {
+            "leader": self.raft.is_leader(),
+            "applied": self.raft.applied_index(),
+            "snapshot_index": self.raft._node.snapshot_index if self.raft._node else 0,
+        }
 
     def is_leader(self) -> bool:
         return self.raft.is_leader()
@@ -125,6 +157,23 @@ def throughput(node, outstanding: int, seconds: float) -> dict:
     return {"ops": counted, "elapsed": counted_at - start, "failed": state["failed"]}
 
 
+def fill(node, entries: int, outstanding: int) -> dict:
+    """Write until the log has grown by `entries` entries (few writes per entry), each a
+    `set_job` on one of 1,000 jobs, so the state (and a snapshot) holds 1,000 jobs."""
+    target = node.raft.applied_index() + entries
+    sem = threading.Semaphore(outstanding)
+    t0 = time.perf_counter()
+    i = 0
+    while node.raft.applied_index() < target:
+        sem.acquire()
+        i += 1
+        job = {"name": f"job-{i % 1000}", "schedule": "@every 1h", "executor": "shell"}
+        job["executor_config"] = {"command": f"echo {i}"}
+        cmd = {"op": "set_job", "job": job, "now_ns": 1_700_000_000_000_000_000 + i}
+        node.raft.submit_async([cmd]).add_done_callback(lambda f: sem.release())
+    return {"elapsed": time.perf_counter() - t0, "applied": node.raft.applied_index()}
+
+
 def latency(node, n: int) -> dict:
     lat = []
     for _ in range(n):
@@ -144,9 +193,14 @@ def main() -> None:
         req = json.loads(line)
         cmd = req["cmd"]
         if cmd == "status":
-            reply({"leader": node.is_leader()})
+            reply(node.status() if hasattr(node, "status") else {"leader": node.is_leader()})
+        elif cmd in ("stop", "start"):
+            getattr(node, cmd)()
+            reply({"ok": True})
         elif cmd == "throughput":
             reply(throughput(node, int(req["outstanding"]), float(req["seconds"])))
+        elif cmd == "fill":
+            reply(fill(node, int(req["entries"]), int(req["outstanding"])))
         elif cmd == "latency":
             reply(latency(node, int(req["n"])))
         elif cmd == "quit":

@@ -11,7 +11,9 @@ Figures printed:
    leader's and a follower's fsync one after the other);
 4. the same load against a 3-process pysyncobj cluster (which does NOT fsync), in its batched
    (default) and immediate-append settings, and the ratios against its best figure;
-5. restart time of a server whose data holds 100,000 entries (snapshot + log), with the
+5. a follower 20,000 entries behind: catch-up time (by snapshot) and the leader's write
+   latency while it catches up;
+6. restart time of a server whose data holds 100,000 entries (snapshot + log), with the
    store intact or lost (rebuilt from the snapshot and the log).
 """
 
@@ -25,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,23 +80,36 @@ class Worker:
             self.proc.wait()
 
 
-def run_cluster(kind: str, args, base: str) -> dict:
+def start_cluster(kind: str, base: str) -> list[Worker]:
     ids = ["a", "b", "c"]
     peers = {n: f"127.0.0.1:{free_port()}" for n in ids}
-    workers = []
+    workers: list[Worker] = []
     try:
         for n in ids:
             data = os.path.join(base, kind, n)
             os.makedirs(data, exist_ok=True)
             workers.append(Worker(kind, n, peers[n], data, peers))
-        deadline = time.monotonic() + 30
-        leader = None
-        while leader is None and time.monotonic() < deadline:
-            leaders = [w for w in workers if w.ask(cmd="status")["leader"]]
-            leader = leaders[0] if len(leaders) == 1 else None
-            time.sleep(0.1)
-        if leader is None:
-            raise RuntimeError(f"{kind}: no leader within 30 s")
+    except BaseException:
+        for w in workers:
+            w.stop()
+        raise
+    return workers
+
+
+def find_leader(kind: str, workers: list[Worker]) -> Worker:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        leaders = [w for w in workers if w.ask(cmd="status")["leader"]]
+        if len(leaders) == 1:
+            return leaders[0]
+        time.sleep(0.1)
+    raise RuntimeError(f"{kind}: no leader within 30 s")
+
+
+def run_cluster(kind: str, args, base: str) -> dict:
+    workers = start_cluster(kind, base)
+    try:
+        leader = find_leader(kind, workers)
         follower = next(w for w in workers if w is not leader)
         leader.ask(cmd="latency", n=50)  # warm-up: connections, first entries
         out = leader.ask(cmd="throughput", outstanding=args.outstanding, seconds=args.seconds)
@@ -107,6 +123,46 @@ def run_cluster(kind: str, args, base: str) -> dict:
             "follower_p50": pct(lat_follower, 50),
             "follower_p99": pct(lat_follower, 99),
         }
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def catchup_bench(base: str, behind: int, latency_n: int) -> None:
+    """A follower down while the log grows by `behind` entries comes back: how long until it
+    has applied everything, whether it needed a snapshot, and the leader's write latency
+    meanwhile (commits must not stall while the snapshot is sent)."""
+    workers = start_cluster("ours", os.path.join(base, "catchup"))
+    try:
+        leader = find_leader("ours", workers)
+        lagger = next(w for w in workers if w is not leader)
+        lagger.ask(cmd="stop")
+        fill = leader.ask(cmd="fill", entries=behind, outstanding=4)
+        quiet = leader.ask(cmd="latency", n=latency_n)["lat_ms"]
+        target = leader.ask(cmd="status")["applied"]
+        during: list[float] = []
+        t0 = time.perf_counter()
+        lagger.ask(cmd="start")
+        probe = threading.Thread(
+            target=lambda: during.extend(leader.ask(cmd="latency", n=latency_n)["lat_ms"])
+        )
+        probe.start()
+        status = lagger.ask(cmd="status")
+        while status["applied"] < target and time.perf_counter() - t0 < 120:
+            time.sleep(0.02)
+            status = lagger.ask(cmd="status")
+        caught_up = time.perf_counter() - t0
+        probe.join()
+        how = "by snapshot" if status["snapshot_index"] > 0 else "from the log"
+        print(
+            f"follower {behind:,} entries behind (log grown in {fill['elapsed']:.1f} s): caught up "
+            f"{how} (snapshot at {status['snapshot_index']:,}) in {caught_up:.2f} s"
+        )
+        print(
+            f"  leader write latency meanwhile: p50 {pct(during, 50):.2f} ms  "
+            f"p99 {pct(during, 99):.2f} ms  max {max(during):.2f} ms "
+            f"(before: p50 {pct(quiet, 50):.2f} ms  p99 {pct(quiet, 99):.2f} ms)"
+        )
     finally:
         for w in workers:
             w.stop()
@@ -250,6 +306,7 @@ def main() -> None:
     parser.add_argument("--outstanding", type=int, default=1000)
     parser.add_argument("--latency-n", type=int, default=500)
     parser.add_argument("--restart-entries", type=int, default=100_000)
+    parser.add_argument("--behind", type=int, default=20_000, help="entries a follower misses")
     parser.add_argument("--skip-pysyncobj", action="store_true")
     parser.add_argument(
         "--no-fsync", action="store_true", help="our servers skip fsync (software share only)"
@@ -281,6 +338,7 @@ def main() -> None:
                 print("pysyncobj is not installed (pip install pysyncobj): skipped")
             else:
                 compare_pysyncobj(args, base, ours)
+        catchup_bench(base, args.behind, args.latency_n)
         restart_benches(base, args.restart_entries)
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
