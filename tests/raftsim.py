@@ -742,19 +742,26 @@ class Simulation:
             result = raft.propose_conf_change(ConfChange("remove", victim))
             if isinstance(result, Proposal):
                 self.stats["members_removed"] += 1
-                self.at(self.now + 2000, "retire", victim)
+                self.at(self.now + 2000, "retire", (victim, result.index, result.term))
         self.process(self.nodes[leader])
 
-    def _on_retire(self, node_id: str) -> None:
-        """A removed server is shut down for good once its removal has had time to commit."""
+    def _on_retire(self, payload: tuple[str, int, int]) -> None:
+        """A removed server is shut down for good once its removal is committed; if the
+        removal entry was lost instead, the server simply stays."""
+        node_id, index, term = payload
         leader = self.current_leader()
-        node = self.nodes[node_id]
-        if leader is not None and node_id not in self.nodes[leader].raft.voters:
-            if self.nodes[leader].raft.term_at(self.nodes[leader].raft.commit_index):
-                node.retired = True
-                node.crash()
+        if leader is None:
+            self.at(self.now + 500, "retire", payload)
+            return
+        raft = self.nodes[leader].raft
+        held = raft.term_at(index)
+        if held is not None and held != term:
+            return  # the removal never committed: it was replaced
+        if raft.commit_index >= index and node_id not in raft.voters:
+            self.nodes[node_id].retired = True
+            self.nodes[node_id].crash()
         else:
-            self.at(self.now + 1000, "retire", node_id)
+            self.at(self.now + 500, "retire", payload)
 
     def _crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
