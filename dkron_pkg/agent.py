@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkron_pkg import __version__, crontab_bridge, logs, metrics
+from dkron_pkg.cluster import Cluster, wants_raft
 from dkron_pkg.committer import Committer
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
@@ -82,7 +83,8 @@ class Agent:
         )
         self.core = SchedulerCore()
         self.runner = Runner(self.node_name, self._on_started, self._on_finished)
-        self.committer = Committer(self.store.apply_batch)
+        self.cluster = Cluster(self) if wants_raft(config, self.data_dir) else None
+        self.committer: Any = Committer(self.store.apply_batch)
         self.remote = RemoteRuns(self.rpc_client)
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -127,14 +129,17 @@ class Agent:
     # ----- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self._recover()
+        if self.cluster is None:
+            self._recover()
         with self._cond:
             for job in self.store.list_jobs():
                 self.core.upsert(job)
         # Long-lived job records need no cyclic GC scans: keep full collections short.
         gc.collect()
         gc.freeze()
-        self.rpc_server = RpcServer(self.bind_host, self.rpc_port, self.key, self._handle_rpc)
+        self.rpc_server = RpcServer(
+            self.bind_host, self.rpc_port, self.key, self._handle_rpc, self._on_raft_frame
+        )
         self.rpc_server.start()
         self.rpc_port = self.rpc_server.port
         self.membership = Membership(
@@ -150,6 +155,9 @@ class Agent:
         )
         self.membership.start()
         self.bind_port = self.membership.port
+        if self.cluster is not None:
+            self.committer.close()  # the local committer gives way to Raft
+            self.cluster.start()
         host, port = _split_host_port(self.config.http_addr, 8080)
         self._http = make_server(host, port, self)
         self.http_port = self._http.server_address[1]
@@ -181,22 +189,30 @@ class Agent:
 
     def _recover(self) -> None:
         """Settle what a previous process left open: no run stays "running" forever."""
-        now_ns = time.time_ns()
         results = self.store.apply_batch(
             [
                 {
                     "op": "abandon_running",
                     "node": self.node_name,
-                    "now_ns": now_ns,
+                    "now_ns": time.time_ns(),
                     "reason": "agent stopped while this execution was running (node restarted)",
                 }
             ]
         )
         follow_ups = results[0].follow_ups
-        retried = {f["group"] for f in follow_ups if f["action"] == "retry"}
         self._handle_follow_ups(follow_ups)
+        self._settle_intents({f["group"] for f in follow_ups if f["action"] == "retry"})
+
+    def _settle_intents(self, skip: set[int]) -> None:
+        """Launches recorded without an outcome: run, retry or skip each by the job's policy.
+
+        Called when this node starts (single server) or becomes the Raft leader: a launch the
+        previous process or leader recorded is never lost and never run twice. Groups with an
+        execution still running are left alone: their node reports to the new leader.
+        """
+        now_ns = time.time_ns()
         for intent in self.store.open_intents():
-            if intent["group"] in retried:
+            if intent["group"] in skip:
                 continue
             job = self.store.get_job(intent["job_name"])
             executions = [
@@ -207,17 +223,25 @@ class Agent:
             if job is None:
                 self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
                 continue
+            if any(e["finished_at"].startswith("0001") for e in executions):
+                continue
             if executions:
                 last = max(executions, key=lambda e: e.get("attempt", 1))
                 if not last["success"] and last.get("attempt", 1) < job.get("retries", 0) + 1:
-                    self._start_run(job, intent["group"], last["attempt"] + 1, None)
+                    self._dispatch_retry(
+                        job, intent["group"], last["attempt"] + 1, last.get("node_name", "")
+                    )
                     continue
                 self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
                 continue
             if intent["cause"] in ("schedule", "catchup") and intent["scheduled_ns"] >= (
                 now_ns - int(self.core.late_grace.total_seconds() * 1e9)
             ):
-                heapq.heappush(self._ready, (intent["scheduled_ns"], intent["group"], job["name"]))
+                with self._cond:
+                    heapq.heappush(
+                        self._ready, (intent["scheduled_ns"], intent["group"], job["name"])
+                    )
+                    self._cond.notify_all()
                 continue
             if job.get("missed_runs", "skip") == "skip" and intent["cause"] in (
                 "schedule",
@@ -227,9 +251,7 @@ class Agent:
                 self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
             else:
                 log.info("launch of %s interrupted by a restart: running it now", job["name"])
-                self._start_run(
-                    job, intent["group"], intent.get("attempt", 1), intent["scheduled_ns"]
-                )
+                self._dispatch(job["name"], intent["group"], intent.get("attempt", 1), None)
 
     def stop(self, graceful: bool = True) -> None:
         """Stop scheduling, let running jobs finish (up to shutdown_timeout), then exit."""
@@ -261,6 +283,8 @@ class Agent:
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
+        if self.cluster is not None:
+            self.cluster.close()
         self.committer.close()
         self.store.close()
         self.notifier.close(timeout=5)
@@ -297,6 +321,9 @@ class Agent:
         """
         while not self._stopping.is_set():
             with self._cond:
+                if not self.is_leader():
+                    self._cond.wait(timeout=0.5)
+                    continue
                 now = utcnow()
                 now_ns = time.time_ns()
                 nxt = self.core.next_wakeup()
@@ -689,12 +716,18 @@ class Agent:
         return None
 
     def leader_name(self) -> str | None:
-        return self.node_name if self.is_leader() else None
+        if self.cluster is not None:
+            return self.cluster.leader_name()
+        return self.node_name if self.is_server else None
 
     def is_leader(self) -> bool:
+        if self.cluster is not None:
+            return self.cluster.is_leader()
         return self.is_server
 
     def raft_peers(self) -> list[dict]:
+        if self.cluster is not None:
+            return self.cluster.peers()
         tags = self.local_tags()
         return [
             {
@@ -707,6 +740,8 @@ class Agent:
         ]
 
     def remove_peer(self, peer_id: str) -> Result:
+        if self.cluster is not None:
+            return self.cluster.remove_peer(peer_id)
         if peer_id == self.node_name:
             return Result(False, "cannot remove the only server of a single-node cluster", 400)
         return Result(False, f'peer "{peer_id}" not found', 404)
@@ -728,6 +763,8 @@ class Agent:
         """Node-to-node calls (see rpc.py); unknown methods are refused."""
         if method == "node.ping":
             return {"name": self.node_name}
+        if method.startswith("raft.") and self.cluster is not None:
+            return self.cluster.handle_rpc(method, args, peer)
         if method == "agent.run":
             execution = self.runner.start(
                 args["job"],
@@ -747,11 +784,41 @@ class Agent:
             self.remote.output(str(args["id"]), decode_chunk(args))
             return None
         if method == "leader.execution_done":
+            leader = self.cluster.leader_addr() if self.cluster is not None else None
+            if not self.is_leader() and leader and leader != self.rpc_addr:
+                return self.rpc_client.call(leader, method, args, timeout=10)
             execution = args["execution"]
             self.remote.finished(execution["id"])
             self._on_finished(args["job"], execution, bool(args.get("stopped")), None)
             return True
         raise RpcError(f"unknown method {method!r}")
+
+    def _on_raft_frame(self, data: bytes, peer: str) -> None:
+        if self.cluster is not None:
+            self.cluster.on_raft_frame(data, peer)
+
+    def on_leadership(self, leader: bool) -> None:
+        """Raft says this server gained or lost leadership: start or stop scheduling."""
+        logs.event("leader", node=self.node_name, leader=leader)
+        metrics.leader_changed()
+        with self._cond:
+            self.core = SchedulerCore()
+            self._ready.clear()
+            if leader:
+                for job in self.store.list_jobs():
+                    self.core.upsert(job)
+            self._cond.notify_all()
+        if leader:
+            self._follow_pool.submit(self._settle_intents, set())
+
+    def on_applied(self, commands: list[dict], results: list[Result]) -> None:
+        """Job changes that arrive through Raft re-arm the scheduler on the leader."""
+        for command, result in zip(commands, results, strict=False):
+            op = command.get("op")
+            if op in ("set_job", "toggle_job") and result.ok:
+                self._after_job_change(self.store.get_job(result.value["name"]), "")
+            elif op == "delete_job" and result.ok:
+                self._after_job_change(None, command["name"])
 
     def _on_member_event(self, event: MemberEvent) -> None:
         logs.event("member", kind=event.kind, member=event.member.name, status=event.member.status)

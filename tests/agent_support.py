@@ -131,15 +131,24 @@ class AgentProcess:
     """`python3 dkron.py agent ...` as a real child process."""
 
     def __init__(
-        self, data_dir: Path, *extra: str, node: str = "node1", env=None, server: bool = True
+        self,
+        data_dir: Path,
+        *extra: str,
+        node: str = "node1",
+        env=None,
+        server: bool = True,
+        expect: int = 1,
     ):
         self.port = free_port()
+        # Fixed for the life of this object, so a restarted node keeps its addresses.
+        self.gossip_port = free_port()
+        self.rpc_port = free_port()
         self.data_dir = data_dir
         self.args = [
             sys.executable,
             str(ROOT / "dkron.py"),
             "agent",
-            *(("--server", "--bootstrap-expect", "1") if server else ()),
+            *(("--server", "--bootstrap-expect", str(expect)) if server else ()),
             "--node-name",
             node,
             "--data-dir",
@@ -147,9 +156,9 @@ class AgentProcess:
             "--http-addr",
             f"127.0.0.1:{self.port}",
             "--bind-addr",
-            "127.0.0.1:0",
+            f"127.0.0.1:{self.gossip_port}",
             "--rpc-port",
-            "0",
+            str(self.rpc_port),
             "--profile",
             "local",
             *extra,
