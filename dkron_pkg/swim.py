@@ -135,12 +135,13 @@ class _Node:
 class _Suspicion:
     """Lifeguard's timer: starts at max, shrinks with each independent confirmation."""
 
-    __slots__ = ("deadline", "high", "incarnation", "k", "low", "seen", "start")
+    __slots__ = ("deadline", "high", "incarnation", "k", "low", "rechecked", "seen", "start")
 
     def __init__(self, start: float, low: float, high: float, k: int, starter: str, inc: int):
         self.start, self.low, self.high, self.k = start, low, high, k
         self.seen = {starter: None}
         self.incarnation = inc
+        self.rechecked = False
         self.deadline = start + (high if k >= 1 else low)
 
     def confirm(self, sender: str) -> bool:
@@ -257,6 +258,8 @@ class SwimNode:
         self._join: _JoinState | None = None
         self.joined = False
         self._now = now
+        self._stale_accusation = False
+        self._promised = math.inf
         pi = profile.probe_interval
         self._next_probe = now + self.rng.uniform(0, pi)
         self._next_gossip = now + self.rng.uniform(0, profile.gossip_interval)
@@ -386,13 +389,16 @@ class SwimNode:
             t = min(t, s.deadline)
         if self._join is not None and not self._join.done and self._join.next_at < t:
             t = self._join.next_at
+        self._promised = t
         return t
 
     def tick(self, now: float) -> list[Outgoing]:
         self._now = now
         out: list[Outgoing] = []
-        if self.profile.lifeguard and now - self.next_deadline() > self.profile.probe_timeout:
-            self._after_stall(now)
+        # Lateness is measured against the deadline last handed to the driver: a tick long
+        # after it means this process was paused.
+        if self.profile.lifeguard and now - self._promised > 0.2 * self.profile.probe_timeout:
+            self._after_stall(now, now - self._promised)
         probe = self._probe
         if probe is not None and not probe.acked:
             if not probe.indirect_sent and now >= probe.indirect_at:
@@ -410,7 +416,7 @@ class SwimNode:
                     )
         if self._suspicions:
             for name in [n for n, s in self._suspicions.items() if s.deadline <= now]:
-                self._suspicion_expired(name, now)
+                self._suspicion_expired(name, now, out)
         if now >= self._next_gossip:
             self._gossip(now, out)
             self._next_gossip = self._after(self._next_gossip, self.profile.gossip_interval, now)
@@ -443,10 +449,21 @@ class SwimNode:
             self.stats[reason] += 1
             return []
         out: list[Outgoing] = []
+        self._stale_accusation = False
+        pinger = None
         for msg in msgs:
             handler = self._handlers.get(type(msg))
             if handler is not None:
                 handler(self, msg, now, out, reliable)
+            if type(msg) is wire.Ping:
+                pinger = msg
+        if self._stale_accusation and pinger is not None and not self.leaving:
+            # The prober still suspects an older incarnation of us (our refutation missed it):
+            # answer it directly with our current state.
+            s = self._self
+            alive = wire.Alive(self.incarnation, self.name, s.addr, s.port, s.tags, self.clock)
+            framed = [wire.encode_message(alive)]
+            self._send(out, pinger.src_addr, pinger.src_port, framed, reliable, piggyback=False)
         self._align_gossip(now)
         return out
 
@@ -638,16 +655,17 @@ class SwimNode:
             self._probe_pos = 0
         return None
 
-    def _after_stall(self, now: float) -> None:
-        """Ticked far past a deadline: this process was paused, not the others silent.
+    def _after_stall(self, now: float, late: float) -> None:
+        """Ticked past a deadline: this process was paused, not the others silent.
 
         Its expired verdicts (failed probe, suspicion timeout, helper nacks) would rest on
-        packets it has not read yet, so they wait one probe timeout for the backlog, and the
-        health score goes up as for any other sign of local trouble.
+        packets it has not read yet, so they wait a moment for the backlog to be read; a long
+        pause also raises the health score, as any other sign of local trouble does.
         """
-        grace = now + self.profile.probe_timeout
-        self.stats["stalls"] += 1
-        self._health(1)
+        grace = now + 0.2 * self.profile.probe_timeout
+        if late > self.profile.probe_timeout:
+            self.stats["stalls"] += 1
+            self._health(1)
         probe = self._probe
         if probe is not None and not probe.acked and probe.deadline <= now:
             probe.deadline = grace
@@ -803,6 +821,8 @@ class SwimNode:
         if msg.node == self.name:
             if not self.leaving and msg.incarnation >= self.incarnation:
                 self._refute(msg.incarnation, now)
+            else:
+                self._stale_accusation = True
             return
         node = self._nodes.get(msg.node)
         if node is None or msg.incarnation < node.incarnation:
@@ -834,11 +854,25 @@ class SwimNode:
         self._suspicions[node.name] = timer
         self._queue(node.name, wire.encode_message(msg), timer)
 
-    def _suspicion_expired(self, name: str, now: float) -> None:
-        timer = self._suspicions.pop(name)
+    def _suspicion_expired(self, name: str, now: float, out: list[Outgoing]) -> None:
+        timer = self._suspicions[name]
         node = self._nodes.get(name)
         if node is None or node.status != STATUS_SUSPECT or node.incarnation != timer.incarnation:
+            del self._suspicions[name]
             return
+        if self.profile.lifeguard and not timer.rechecked and len(timer.seen) - 1 < timer.k:
+            # Nobody else confirmed it, so it is probably our own view that is stale (a lost
+            # refutation): ask the node once more, with the suspicion attached, before the
+            # verdict. A live node answers with its current incarnation.
+            timer.rechecked = True
+            timer.deadline = now + self.profile.probe_interval
+            ping = wire.Ping(self._next_seq(), name, self.name, self.addr, self.port)
+            buddy = wire.Suspect(node.incarnation, name, self.name)
+            framed = [wire.encode_message(ping), wire.encode_message(buddy)]
+            self._send(out, node.addr, node.port, framed, piggyback=False)
+            self._send(out, node.addr, node.port, [wire.encode_message(ping)], reliable=True)
+            return
+        del self._suspicions[name]
         dead = wire.Dead(node.incarnation, name, self.name, self.clock)
         self._on_dead(dead, now, [], False)
 
