@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkron_pkg import __version__, crontab_bridge, logs, metrics
-from dkron_pkg.cluster import Cluster, wants_raft
+from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.committer import Committer
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
@@ -42,6 +42,7 @@ log = logging.getLogger("dkron.agent")
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
 DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
 RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
+INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
 
 
 def utcnow() -> datetime:
@@ -94,6 +95,7 @@ class Agent:
         self._stopped = threading.Event()
         self._timers: set[threading.Timer] = set()
         self._ready: list[tuple[int, int, str]] = []  # committed launches awaiting their time
+        self._scheduling = False  # True on the leader once its store is up to date
         self._follow_pool = ThreadPoolExecutor(4, thread_name_prefix="follow-up")
         self._timers_lock = threading.Lock()
         self._http = None
@@ -131,6 +133,7 @@ class Agent:
     def start(self) -> None:
         if self.cluster is None:
             self._recover()
+            self._scheduling = self.is_server
         with self._cond:
             for job in self.store.list_jobs():
                 self.core.upsert(job)
@@ -211,7 +214,10 @@ class Agent:
         execution still running are left alone: their node reports to the new leader.
         """
         now_ns = time.time_ns()
-        for intent in self.store.open_intents():
+        intents = self.store.open_intents()
+        if intents and self.cluster is not None:
+            skip = skip | self._groups_known_to_nodes()
+        for intent in intents:
             if intent["group"] in skip:
                 continue
             job = self.store.get_job(intent["job_name"])
@@ -321,7 +327,7 @@ class Agent:
         """
         while not self._stopping.is_set():
             with self._cond:
-                if not self.is_leader():
+                if not (self._scheduling and self.is_leader()):
                     self._cond.wait(timeout=0.5)
                     continue
                 now = utcnow()
@@ -405,9 +411,20 @@ class Agent:
         return True
 
     def _remote_run(
-        self, target: dict, job: dict, group: int, attempt: int, scheduled_ns: int | None
+        self,
+        target: dict,
+        job: dict,
+        group: int,
+        attempt: int,
+        scheduled_ns: int | None,
+        tried: frozenset[str] = frozenset(),
     ) -> None:
-        """Ask another node to run the job; an unreachable node gives a failed execution."""
+        """Ask another node to run the job.
+
+        A node that cannot be reached (gossip may not have noticed it died yet) is skipped for
+        another node the job's tags allow; only when none is left is a failed execution
+        recorded, and the job's retries apply.
+        """
         addr = target["Tags"].get("rpc_addr", "")
         args = {
             "job": job,
@@ -420,6 +437,27 @@ class Agent:
         try:
             execution = self.rpc_client.call(addr, "agent.run", args, timeout=10)
         except RpcError as e:
+            tried = tried | {target["Name"]}
+            others = [m for m in self.members() if m["Name"] not in tried]
+            try:
+                alternative = select_targets(
+                    job["name"], job.get("tags"), others, self.region, self.rng
+                )[0]
+            except TargetError:
+                alternative = None
+            if alternative is not None:
+                log.warning(
+                    "node %s unreachable (%s): running %s on %s instead",
+                    target["Name"],
+                    e,
+                    job["name"],
+                    alternative["Name"],
+                )
+                if alternative["Name"] == self.node_name:
+                    self._start_run(job, group, attempt, scheduled_ns)
+                else:
+                    self._remote_run(alternative, job, group, attempt, scheduled_ns, tried)
+                return
             now_ns = time.time_ns()
             stamp = format_rfc3339(ns_to_datetime(now_ns))
             failed = {
@@ -564,11 +602,13 @@ class Agent:
                 self.committer.submit_async([{"op": "close_intent", "group": group}])
                 return
             same = same[:1]
+        intent = next((i for i in self.store.open_intents() if i["group"] == group), None)
+        scheduled_ns = intent["scheduled_ns"] if intent and intent["cause"] != "manual" else None
         for target in same:
             if target["Name"] == self.node_name:
-                self._start_run(job, group, attempt, None)
+                self._start_run(job, group, attempt, scheduled_ns)
             else:
-                self._remote_run(target, job, group, attempt, None)
+                self._remote_run(target, job, group, attempt, scheduled_ns)
 
     def run_cause(self, name: str, cause: str) -> Result:
         job = self.store.get_job(name)
@@ -780,6 +820,8 @@ class Agent:
             return self.runner.stop(str(args["id"]))
         if method == "agent.running":
             return [ex["id"] for ex in self.runner.busy()]
+        if method == "agent.groups":
+            return self.runner.known_groups()
         if method == "leader.execution_output":
             self.remote.output(str(args["id"]), decode_chunk(args))
             return None
@@ -802,14 +844,34 @@ class Agent:
         logs.event("leader", node=self.node_name, leader=leader)
         metrics.leader_changed()
         with self._cond:
+            self._scheduling = False
             self.core = SchedulerCore()
             self._ready.clear()
-            if leader:
-                for job in self.store.list_jobs():
-                    self.core.upsert(job)
             self._cond.notify_all()
         if leader:
-            self._follow_pool.submit(self._settle_intents, set())
+            self._follow_pool.submit(self._become_leader)
+
+    def _become_leader(self) -> None:
+        """Apply everything the old leader committed, then arm the scheduler and settle.
+
+        Without the barrier the scheduler would start from a stale cursor and the launches
+        the old leader recorded but never dispatched would be missed.
+        """
+        try:
+            if self.cluster is not None and self.cluster.replicator is not None:
+                self.cluster.replicator.barrier(timeout=10.0)
+        except COMMIT_ERRORS as e:
+            log.warning("not scheduling yet: %s", e)
+            return
+        if not self.is_leader():
+            return
+        with self._cond:
+            self.core = SchedulerCore()
+            for job in self.store.list_jobs():
+                self.core.upsert(job)
+            self._scheduling = True
+            self._cond.notify_all()
+        self._settle_intents(set())
 
     def on_applied(self, commands: list[dict], results: list[Result]) -> None:
         """Job changes that arrive through Raft re-arm the scheduler on the leader."""
@@ -831,6 +893,19 @@ class Agent:
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
 
+    def _groups_known_to_nodes(self) -> set[int]:
+        """Launch groups that some node runs or ran lately: the old leader did dispatch them."""
+        known = set(self.runner.known_groups())
+        for m in self.members():
+            addr = m["Tags"].get("rpc_addr")
+            if m["statusText"] != "alive" or not addr or m["Name"] == self.node_name:
+                continue
+            try:
+                known.update(int(g) for g in self.rpc_client.call(addr, "agent.groups", timeout=3))
+            except (RpcError, TypeError, ValueError):
+                log.warning("could not ask %s which launches it ran", m["Name"])
+        return known
+
     def _reconcile_loop(self) -> None:
         """Every few seconds, check that executions recorded as running really run somewhere.
 
@@ -848,6 +923,18 @@ class Agent:
 
     def _reconcile_once(self) -> None:
         stale_before = time.time_ns() - int(RECONCILE_SECONDS * 2e9)
+        forgotten_before = time.time_ns() - int(INTENT_EXPIRY_SECONDS * 1e9)
+        running_groups = {int(ex["group"]) for ex in self.store.running_executions()}
+        for intent in self.store.open_intents():
+            if intent["created_ns"] < forgotten_before and intent["group"] not in running_groups:
+                # Nothing runs it and no report came: do not let it block `forbid` forever.
+                log.warning(
+                    "closing launch %s of %s: no outcome after %.0fs",
+                    intent["group"],
+                    intent["job_name"],
+                    INTENT_EXPIRY_SECONDS,
+                )
+                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
         by_node: dict[str, list[dict]] = {}
         for ex in self.store.running_executions():
             if int(ex.get("started_ns", 0)) < stale_before:

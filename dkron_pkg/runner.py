@@ -7,6 +7,7 @@ into an `execution_done` command.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from dkron_pkg.executors.base import ExecResult, OutputTail, failure_output
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime
 
 log = logging.getLogger("dkron.runner")
+RECENT_GROUPS = 10_000
 threading.stack_size(512 * 1024)  # many concurrent runs: keep per-thread stacks small
 
 
@@ -44,6 +46,7 @@ class Runner:
         self._on_started = on_started
         self._on_finished = on_finished
         self._active: dict[str, ActiveRun] = {}
+        self._recent_groups: dict[int, None] = {}  # insertion-ordered, bounded
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
@@ -96,7 +99,7 @@ class Runner:
                 result = ExecResult(False, failure_output(error, b""), error)
             else:
                 result = executor.run(
-                    job.get("executor_config") or {},
+                    self._config_for(job, run.execution),
                     job_name=job["name"],
                     on_output=run.output.write,
                     cancel=run.cancel,
@@ -119,7 +122,42 @@ class Runner:
         finally:
             with self._lock:
                 self._active.pop(ex["id"], None)
+                self._recent_groups[ex["group"]] = None
+                while len(self._recent_groups) > RECENT_GROUPS:
+                    self._recent_groups.pop(next(iter(self._recent_groups)))
                 self._idle.notify_all()
+
+    def _config_for(self, job: dict, execution: dict) -> dict[str, str]:
+        """The executor config, with the run's identity in a shell job's environment.
+
+        DKRON_EXECUTION_ID, DKRON_NODE_NAME and DKRON_SCHEDULED_AT (Unix seconds of the
+        scheduled time; empty for manual runs) let a job tell its runs apart.
+        """
+        config = dict(job.get("executor_config") or {})
+        if job.get("executor") != "shell":
+            return config
+        try:
+            env = json.loads(config.get("env_json") or "{}")
+        except ValueError:
+            env = {}
+        if not isinstance(env, dict):
+            env = {}
+        scheduled_ns = execution.get("scheduled_ns")
+        env.update(
+            {
+                "DKRON_EXECUTION_ID": execution["id"],
+                "DKRON_NODE_NAME": self.node_name,
+                "DKRON_SCHEDULED_AT": str(scheduled_ns // 1_000_000_000) if scheduled_ns else "",
+            }
+        )
+        config["env_json"] = json.dumps(env)
+        return config
+
+    def known_groups(self) -> list[int]:
+        """Groups this node runs now or finished recently (asked by a new leader)."""
+        with self._lock:
+            running = [r.execution["group"] for r in self._active.values()]
+            return [*running, *self._recent_groups]
 
     def busy(self) -> list[dict]:
         """Running executions with the output they produced so far."""

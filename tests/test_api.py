@@ -486,3 +486,10 @@ def test_crontab_with_a_bad_line_is_rejected_whole(node):
     assert r.status == 400
     assert any("bad minute" in e and ":2" in e for e in r.json()["errors"])
     assert node.get("/v1/jobs").headers["X-Total-Count"] == before
+
+
+def test_shell_jobs_see_their_run_identity(node):
+    node.post("/v1/jobs", shell_job("whoami", "echo $DKRON_NODE_NAME/$DKRON_SCHEDULED_AT/x"))
+    node.post("/v1/jobs/whoami/run")
+    ex = finished(node, "whoami")[0]
+    assert ex["output"].strip() == "node1//x"  # a manual run has no scheduled time
