@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-import chaos_failover  # noqa: E402
+import chaos_failover
 
 
 def test_leader_kills_lose_and_double_no_launch(tmp_path):
