@@ -14,6 +14,10 @@ matching (an (index, term) pair always names the same entry with the same predec
 term), leader completeness (a new leader holds every committed entry), state machine safety
 (every index applies the same entry everywhere, committed entries never change). At the end:
 no acknowledged write is lost, and the clients' key-value history is linearizable.
+
+`Simulation(seed).run()` plays one seeded schedule; `run_seed(seed)` returns its Outcome
+(violations, trace digest, failover time, statistics). `Cluster` is the scripted variant
+used by the named scenarios: the test chooses which messages arrive and when time moves.
 """
 
 from __future__ import annotations
