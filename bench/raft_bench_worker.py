@@ -67,6 +67,21 @@ class Ours:
         )
         self.raft.start()
         self.server.start()
+        self._time_fsyncs()
+
+    def _time_fsyncs(self) -> None:
+        """Record how long this server's log fsyncs take (the physical floor of a write)."""
+        storage = self.raft._storage
+        sync = storage._sync
+        self.fsync_ms: list[float] = []
+
+        def timed(fd: int) -> None:
+            t0 = time.perf_counter()
+            sync(fd)
+            if len(self.fsync_ms) < 100_000:
+                self.fsync_ms.append((time.perf_counter() - t0) * 1000)
+
+        storage._sync = timed
 
     def stop(self) -> None:
         """Like a crash of the server, but leaving this control process running."""
@@ -87,6 +102,8 @@ class Ours:
             "leader": self.raft.is_leader(),
             "applied": self.raft.applied_index(),
             "snapshot_index": self.raft._node.snapshot_index if self.raft._node else 0,
+            "fsyncs": self.raft._storage.fsyncs if self.raft._storage else 0,
+            "fsync_ms": self.fsync_ms[-2000:],
         }
 
     def is_leader(self) -> bool:
