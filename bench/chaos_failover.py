@@ -100,6 +100,8 @@ def run(jobs: int, seconds: float, kill_every: float, base: Path) -> dict:
             t0 = time.monotonic()
             victim.kill9()
             while leader_name(servers) in (None, name):
+                if time.monotonic() - t0 > 60:
+                    raise RuntimeError(f"no new leader within 60 s after killing {name}")
                 time.sleep(0.05)
             failovers.append(time.monotonic() - t0)
             victim.start()

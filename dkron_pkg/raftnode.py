@@ -231,6 +231,11 @@ class RaftReplicator:
             peers_file.unlink()
             self.recovered_from_peers_file = True
             log.warning("raft: recovered the configuration from %s: %s", peers_file, recovery)
+        elif self.bootstrap and self._storage_is_empty():
+            # Persist the first configuration (a snapshot at index 0 with the bootstrap voters):
+            # a server that restarts before any membership change is logged must still know
+            # its voters, or it could never campaign again.
+            self._recover_from_peers(self.bootstrap)
         state = self._storage.load()
         if state.snapshot is not None:
             self._install_snapshot_locally(state.snapshot, at_start=True)
@@ -713,6 +718,11 @@ class RaftReplicator:
         self._merge_replicated(addresses)
         if not at_start or self.store.last_applied < snap.meta.index:
             self.store.restore(store_data, snap.meta.index)
+
+    def _storage_is_empty(self) -> bool:
+        assert self._storage is not None
+        state = self._storage.load()
+        return state.snapshot is None and not state.entries and state.offset == 0
 
     def _recover_from_peers(self, peers: dict[str, str]) -> None:
         """Apply the whole local log, then write a snapshot whose voters are exactly `peers`."""

@@ -126,3 +126,25 @@ def test_scheduling_moves_to_the_new_leader_without_double_launches(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_every_server_can_lead_again_after_restarts(tmp_path):
+    """Kill the leader three times in a row, restarting each victim: the restarted servers
+    still know their voters and elect a leader among themselves."""
+    nodes = start_cluster(tmp_path)
+    try:
+        seen = set()
+        for _ in range(3):
+            name = leader_of(nodes[0]) or leader_of(nodes[1])
+            victim = next(n for n in nodes if leader_of_name(n) == name)
+            seen.add(name)
+            victim.kill9()
+            rest = [n for n in nodes if n is not victim]
+            rest[0].client.wait_for(lambda: leader_of(rest[0]) not in (None, name), timeout=30)
+            victim.start()
+        r = nodes[0].client.post("/v1/jobs", shell_job("still-writable", "true"))
+        assert r.status == 201, r.text
+        assert len(seen) >= 2
+    finally:
+        for node in nodes:
+            node.stop()
