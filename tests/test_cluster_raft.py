@@ -140,7 +140,9 @@ def test_every_server_can_lead_again_after_restarts(tmp_path):
             seen.add(name)
             victim.kill9()
             rest = [n for n in nodes if n is not victim]
-            rest[0].client.wait_for(lambda: leader_of(rest[0]) not in (None, name), timeout=30)
+            rest[0].client.wait_for(
+                lambda r=rest[0], old=name: leader_of(r) not in (None, old), timeout=30
+            )
             victim.start()
         r = nodes[0].client.post("/v1/jobs", shell_job("still-writable", "true"))
         assert r.status == 201, r.text
