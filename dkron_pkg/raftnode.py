@@ -74,6 +74,7 @@ from .raftlog import (
     Refused,
     Role,
     Snapshot,
+    StorageState,
 )
 from .rpc import RpcClient, RpcError
 from .store import Result, Store
@@ -256,7 +257,8 @@ class RaftReplicator:
         self._last_snapshot = state.snapshot.meta.index if state.snapshot else 0
         self._local_addrs[self.id] = self.rpc_addr
         self._refresh_addresses()
-        self._node = RaftNode(self.id, sorted(self.bootstrap), state, random.Random(), self.config)
+        voters = self._bootstrap_voters(state)
+        self._node = RaftNode(self.id, voters, state, random.Random(), self.config)
         self._publish_state()
         for target, name in (
             (self._raft_loop, "raft-loop"),
@@ -267,6 +269,39 @@ class RaftReplicator:
             thread = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def _bootstrap_voters(self, state: StorageState) -> list[str]:
+        """The core takes the bootstrap voters as an argument until the log holds a config of
+        its own, so they are kept on disk from the first start: a later start without (or with
+        a different) bootstrap set still forms the same cluster."""
+        path = self.raft_dir / "bootstrap.json"
+        if path.exists():
+            try:
+                stored = json.loads(path.read_text())
+                voters = {str(k): str(v) for k, v in stored["voters"].items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise RuntimeError(f"raft: {path} is unreadable: {exc}") from None
+            if self.bootstrap and set(self.bootstrap) != set(voters):
+                log.warning(
+                    "raft: ignoring the bootstrap set %s: this server was bootstrapped with %s",
+                    sorted(self.bootstrap),
+                    sorted(voters),
+                )
+            for node, addr in voters.items():
+                self._local_addrs.setdefault(node, addr)
+            self._refresh_addresses()
+            return sorted(voters)
+        fresh = state.snapshot is None and not state.entries and state.hard_state.term == 0
+        if not self.bootstrap or not fresh:
+            return []
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as fh:
+            json.dump({"voters": self.bootstrap}, fh, sort_keys=True)
+            fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        return sorted(self.bootstrap)
 
     def close(self) -> None:
         """Stop the threads and close the log (the store and RPC client belong to the caller)."""

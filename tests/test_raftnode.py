@@ -589,3 +589,17 @@ def test_callbacks_run_in_order_off_the_raft_threads_and_may_submit(tmp_path):
         assert applied == [("written-by-callback", True), ("a", True), ("b", True)]
     finally:
         solo.stop()
+
+
+def test_bootstrap_voters_survive_restarts_without_bootstrap(cluster_factory):
+    c = cluster_factory(3, fsync=True)
+    submit_retrying(c.leader(), [job_cmd("x")])
+    c.stop()
+    for s in c.servers.values():
+        s.start(None)  # later boots of the servers do not pass the bootstrap set again
+    leader = c.leader()
+    assert sorted(leader.raft.voters()) == ["n1", "n2", "n3"]
+    submit_retrying(leader, [job_cmd("y")])
+    for s in c.running():
+        s.raft.barrier(timeout=5)
+        assert {"x", "y"} <= s.job_names()
