@@ -27,6 +27,11 @@ store's own SQLite commits need not be fsynced (the driver sets `synchronous=NOR
 transactions atomic): after a power loss the store resumes from its last durable position and
 the log (or the snapshot) replays the rest.
 
+Bootstrap: a server started with `bootstrap={id: addr, ...}` on an empty data directory keeps
+that set in `<data_dir>/raft/bootstrap.json`; later starts use the file (every founding server
+must be given the same set once). A server started with `bootstrap=None` waits to be added by
+the leader (`add_server`, or the RPC method "raft.add_server" on any server, which forwards).
+
 Recovery (as Dkron): `<data_dir>/raft/peers.json` (`[{"id": "n1", "address": "ip:6868"}]`) is
 read at start: every entry in the local log is applied, a snapshot is written whose voter set is
 exactly the file's, and the file is deleted. Run it on every surviving server with the same file.
