@@ -73,6 +73,23 @@ def submit(servers: list[AgentProcess], job: dict) -> None:
     raise RuntimeError(f"could not create {job['name']}")
 
 
+def diagnose_duplicates(log: Path, servers: list[AgentProcess]) -> None:
+    """Print the cluster's own records of launches the log shows twice (to find the cause)."""
+    lines = [ln.split() for ln in log.read_text().splitlines() if len(ln.split()) == 3]
+    counts = Counter((j, t) for j, t, _ in lines)
+    doubled = [k for k, n in counts.items() if n > 1][:3]
+    for job, t in doubled:
+        for node in servers:
+            try:
+                exs = node.client.get(f"/v1/jobs/{job}/executions").json()
+            except (OSError, ValueError):
+                continue
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t)))
+            mine = [e for e in exs if (e.get("scheduled_at") or "").startswith(stamp)]
+            print(f"doubled {job} at {stamp}: cluster records {mine}")
+            break
+
+
 def run(jobs: int, seconds: float, kill_every: float, base: Path) -> dict:
     """Run the scenario and return its figures."""
     log = base / "runs.log"
@@ -108,6 +125,7 @@ def run(jobs: int, seconds: float, kill_every: float, base: Path) -> dict:
             next_kill = time.time() + kill_every
         end = time.time()
         time.sleep(3)  # let the last runs report
+        diagnose_duplicates(log, servers)
     finally:
         for node in everyone:
             node.stop()

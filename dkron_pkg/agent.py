@@ -819,7 +819,7 @@ class Agent:
         if method == "agent.stop":
             return self.runner.stop(str(args["id"]))
         if method == "agent.running":
-            return [ex["id"] for ex in self.runner.busy()]
+            return [ex["id"] for ex in self.runner.busy()] + self.reporter.undelivered()
         if method == "agent.groups":
             return self.runner.known_groups()
         if method == "leader.execution_output":

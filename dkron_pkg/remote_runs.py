@@ -25,7 +25,7 @@ from dkron_pkg.rpc import RpcClient, RpcError
 log = logging.getLogger("dkron.remote")
 
 OUTPUT_PUSH_SECONDS = 1.0
-REPORT_RETRY_SECONDS = (0.2, 0.5, 1, 2, 5, 10, 30, 60)
+REPORT_RETRY_SECONDS = (0.2, 0.5, 1, 1, 2, 2, 3, 5, 5, 10, 30, 60, 120, 300)
 
 
 @dataclass
@@ -112,6 +112,7 @@ class Reporter:
         self.output_of = output_of
         self.stopping = stopping
         self._sent: dict[str, tuple[str, str, int]] = {}  # id -> (addr, job, bytes sent)
+        self._undelivered: set[str] = set()  # finished runs whose end no server acknowledged
         self._lock = threading.Lock()
         threading.Thread(target=self._push_loop, name="output-push", daemon=True).start()
 
@@ -123,6 +124,7 @@ class Reporter:
     def finished(self, job: dict, execution: dict, stopped: bool, report_to: str) -> None:
         with self._lock:
             self._sent.pop(execution["id"], None)
+            self._undelivered.add(execution["id"])
         threading.Thread(
             target=self._deliver_end,
             args=(job, execution, stopped, report_to),
@@ -138,10 +140,19 @@ class Reporter:
             for addr in self.leaders(report_to):
                 try:
                     self.rpc.call(addr, "leader.execution_done", args, timeout=10)
+                    with self._lock:
+                        self._undelivered.discard(execution["id"])
                     return
                 except RpcError as e:
                     log.info("report of %s to %s failed: %s", execution["id"], addr, e)
+        with self._lock:
+            self._undelivered.discard(execution["id"])
         log.error("gave up reporting the end of %s; the leader settles it", execution["id"])
+
+    def undelivered(self) -> list[str]:
+        """Runs that ended here but whose report is still on its way: not lost, only late."""
+        with self._lock:
+            return list(self._undelivered)
 
     def _push_loop(self) -> None:
         while not self.stopping.wait(OUTPUT_PUSH_SECONDS):
