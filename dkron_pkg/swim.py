@@ -921,6 +921,11 @@ class SwimNode:
                 if not self.leaving and st.incarnation >= self.incarnation:
                     self._refute(st.incarnation, now)
                 return
+            if st.status == STATUS_SUSPECT and st.name not in self._nodes:
+                # A member we have never heard of is only suspected over there: learn it (so a
+                # joining node sees everyone) and carry the suspicion over.
+                alive = wire.Alive(st.incarnation, st.name, st.addr, st.port, st.tags, 0)
+                self._on_alive(alive, now, [], False)
             suspect = wire.Suspect(st.incarnation, st.name, sender)
             self._on_suspect(suspect, now, [], False, relayed=True)
 
