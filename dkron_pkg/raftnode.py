@@ -51,7 +51,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -92,6 +92,7 @@ MAX_BYTES_PER_ENTRY = 512 * 1024
 RETRY_PAUSE_S = 0.02
 COMMIT_NOTICE = b"\0commit"
 INLINE_APPLY_BYTES = 8 * 1024
+RECENT_RESULTS = 4096  # applied entries whose results are kept for late-registering waiters
 
 
 class NotLeaderError(Exception):
@@ -138,6 +139,8 @@ class _Proposed(Future):
         self.deadline = deadline
         self.retry = retry
         self.index = 0
+        self.accepted: threading.Event | None = None  # set once placed in the log (forwarded)
+        self.placed: tuple[int, int, int] | None = None  # (index, term, offset in the entry)
 
 
 class _Waiter:
@@ -148,7 +151,7 @@ class _Waiter:
     def __init__(self, term: int, deadline: float) -> None:
         self.term = term
         self.deadline = deadline
-        self.futures: list[tuple[Future, int]] = []
+        self.futures: list[tuple[Future, int, int]] = []  # (future, offset, count)
 
 
 class RaftReplicator:
@@ -193,7 +196,9 @@ class RaftReplicator:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._apply_q: queue.SimpleQueue = queue.SimpleQueue()
         self._events: queue.SimpleQueue = queue.SimpleQueue()  # callbacks, in order
-        self._waiters: dict[int, _Waiter] = {}
+        self._waiters: dict[int, list[_Waiter]] = {}
+        self._recent: dict[int, tuple[int, list]] = {}  # index -> (term, results), bounded
+        self._recent_order: deque[int] = deque()
         self._waiters_lock = threading.Lock()
         self._reads: dict[bytes, Future] = {}
         self._read_ids = itertools.count(1)
@@ -322,8 +327,8 @@ class RaftReplicator:
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._waiters_lock:
             waiters, self._waiters = self._waiters, {}
-        for waiter in waiters.values():
-            for fut, _ in waiter.futures:
+        for waiter in (w for ws in waiters.values() for w in ws):
+            for fut, _, _ in waiter.futures:
                 _fail(fut, RaftError("raft: node is shutting down; the write's outcome is unknown"))
         for fut in list(self._reads.values()):
             _fail(fut, NotLeaderError("raft: node is shutting down"))
@@ -403,7 +408,8 @@ class RaftReplicator:
             if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
                 raise RpcError("raft.submit: 'commands' must be a list of objects")
             timeout = float(args.get("timeout", 10.0))
-            return self._serve_forwarded_submit(commands, timeout, int(args.get("hops", 0)))
+            hops, early = int(args.get("hops", 0)), bool(args.get("early"))
+            return self._serve_forwarded_submit(commands, timeout, hops, early)
         if method == "raft.read_index":
             if not self.is_leader():
                 return {"not_leader": self._leader}
@@ -487,7 +493,7 @@ class RaftReplicator:
 
     def _forward_submit(self, addr: str, commands: list[dict], deadline: float) -> list[Result]:
         remaining = deadline - time.monotonic()
-        args = {"commands": commands, "timeout": remaining}
+        args = {"commands": commands, "timeout": remaining, "early": True}
         try:
             reply = self.rpc.call(addr, "raft.submit", args, timeout=remaining + 1.0)
         except RpcError as exc:
@@ -499,15 +505,24 @@ class RaftReplicator:
         if not isinstance(reply, dict) or "not_leader" in reply or reply.get("lost"):
             raise _Retry()
         index = int(reply["index"])
-        results = [_result_from_dict(r) for r in reply["results"]]
-        self.wait_applied(index, deadline - time.monotonic())
-        return results
+        if "results" in reply:
+            results = [_result_from_dict(r) for r in reply["results"]]
+            self.wait_applied(index, deadline - time.monotonic())
+            return results
+        # Placed in the log at (index, term): this node's own apply gives the results.
+        fut = _Proposed(commands, deadline, retry=False)
+        self._add_waiter(
+            index, int(reply["term"]), [(fut, int(reply["offset"]), len(commands))], deadline
+        )
+        return _wait(fut, deadline - time.monotonic(), "commit of the forwarded write")
 
-    def _serve_forwarded_submit(self, commands: list[dict], timeout: float, hops: int) -> dict:
+    def _serve_forwarded_submit(
+        self, commands: list[dict], timeout: float, hops: int, early: bool = False
+    ) -> dict:
         if not self.is_leader():
             addr = self.leader_addr()
             if hops < 1 and addr is not None and self._leader != self.id:
-                args = {"commands": commands, "timeout": timeout, "hops": hops + 1}
+                args = {"commands": commands, "timeout": timeout, "hops": hops + 1, "early": early}
                 try:
                     return self.rpc.call(addr, "raft.submit", args, timeout=timeout + 1.0)
                 except RpcError as exc:
@@ -515,8 +530,19 @@ class RaftReplicator:
                         return {"not_leader": self._leader}
                     raise
             return {"not_leader": self._leader}
-        fut = self._propose(commands, timeout)
         self._notify_until = time.monotonic() + timeout  # the follower waits to apply it
+        if early:
+            # The follower applies the entry itself and takes the results from its own store
+            # (the store is deterministic): it only needs to know where the write went.
+            fut = _Proposed(commands, time.monotonic() + timeout, retry=False)
+            fut.accepted = threading.Event()
+            self._inbox.put(("prop", commands, fut))
+            while not fut.accepted.wait(0.05):
+                if fut.done() or time.monotonic() > fut.deadline:
+                    return {"not_leader": self._leader}
+            index, term, offset = fut.placed  # type: ignore[misc]
+            return {"index": index, "term": term, "offset": offset}
+        fut = self._propose(commands, timeout)
         try:
             results = _wait(fut, timeout, "commit")
         except _Retry:
@@ -638,7 +664,7 @@ class RaftReplicator:
             def propose(node: RaftNode, fut: _Proposed = fut) -> None:
                 result = node.propose_conf_change(ConfChange(op, node_id))
                 if isinstance(result, Proposal):
-                    self._add_waiter(result, [(fut, 0)], fut.deadline)
+                    self._add_waiter(result.index, result.term, [(fut, 0, 0)], fut.deadline)
                 elif isinstance(result, Refused) and (
                     "already" in result.reason or " not a voter" in result.reason
                 ):
@@ -724,11 +750,18 @@ class RaftReplicator:
             self._replicated_addrs = {**self._replicated_addrs, **update}
             self._refresh_addresses()
 
-    def _add_waiter(self, proposal: Proposal, futures: list[tuple[Future, int]], deadline: float):
+    def _add_waiter(
+        self, index: int, term: int, futures: list[tuple[Future, int, int]], deadline: float
+    ) -> None:
+        waiter = _Waiter(term, deadline)
+        waiter.futures = futures
         with self._waiters_lock:
-            waiter = _Waiter(proposal.term, deadline)
-            waiter.futures = futures
-            self._waiters[proposal.index] = waiter
+            done = self._recent.get(index)
+            if done is None and self._applied < index:
+                self._waiters.setdefault(index, []).append(waiter)
+                return
+        # Applied before we asked (a forwarded write whose answer came late): settle now.
+        self._settle(index, waiter, done)
 
     def _publish_state(self) -> None:
         node = self._node
@@ -875,7 +908,14 @@ class RaftReplicator:
         result = node.propose(data)
         if isinstance(result, Proposal):
             deadline = min(getattr(f, "deadline", time.monotonic() + 10) for f, _ in chunk)
-            self._add_waiter(result, chunk, deadline)
+            items, offset = [], 0
+            for fut, count in chunk:
+                items.append((fut, offset, count))
+                if isinstance(fut, _Proposed) and fut.accepted is not None:
+                    fut.placed = (result.index, result.term, offset)
+                    fut.accepted.set()
+                offset += count
+            self._add_waiter(result.index, result.term, items, deadline)
         else:
             for fut, _ in chunk:
                 self._retry_or_fail(fut)
@@ -1102,27 +1142,37 @@ class RaftReplicator:
 
     def _resolve(self, resolved: dict[int, tuple[int, list]], last: int) -> None:
         with self._waiters_lock:
+            for index, value in resolved.items():  # for forwarded writes answered late
+                self._recent[index] = value
+                self._recent_order.append(index)
+            while len(self._recent_order) > RECENT_RESULTS:
+                self._recent.pop(self._recent_order.popleft(), None)
             if not self._waiters:
                 return
-            done = [(i, self._waiters.pop(i)) for i in list(self._waiters) if i <= last]
+            done = [(i, w) for i in list(self._waiters) if i <= last for w in self._waiters.pop(i)]
         for index, waiter in done:
-            term, results = resolved.get(index, (None, None))
-            if term != waiter.term or results is None:
-                for fut, _ in waiter.futures:
-                    self._retry_or_fail(fut)  # another leader's entry took the slot: not applied
-                continue
-            pos = 0
-            for fut, count in waiter.futures:
-                if not fut.done():
-                    fut.index = index
-                    fut.set_result(results[pos : pos + count])
-                pos += count
+            self._settle(index, waiter, resolved.get(index))
+
+    def _settle(self, index: int, waiter: _Waiter, applied: tuple[int, list] | None) -> None:
+        if applied is None:
+            for fut, _, _ in waiter.futures:
+                _fail(fut, RaftError(f"raft: index {index} was applied; its result is unknown"))
+            return
+        term, results = applied
+        if term != waiter.term:
+            for fut, _, _ in waiter.futures:
+                self._retry_or_fail(fut)  # another leader's entry took the slot: not applied
+            return
+        for fut, offset, count in waiter.futures:
+            if not fut.done():
+                fut.index = index
+                fut.set_result(results[offset : offset + count])
 
     def _fail_waiters_upto(self, index: int) -> None:
         with self._waiters_lock:
-            done = [self._waiters.pop(i) for i in list(self._waiters) if i <= index]
+            done = [w for i in list(self._waiters) if i <= index for w in self._waiters.pop(i)]
         for waiter in done:
-            for fut, _ in waiter.futures:
+            for fut, _, _ in waiter.futures:
                 _fail(fut, RaftError("raft: write was applied through a snapshot; result unknown"))
 
     def _set_applied(self, index: int) -> None:
@@ -1160,10 +1210,16 @@ class RaftReplicator:
     def _expire_waiters(self) -> None:
         now = time.monotonic()
         with self._waiters_lock:
-            late = [i for i, w in self._waiters.items() if w.deadline < now]
-            expired = [self._waiters.pop(i) for i in late]
+            expired = []
+            for index in list(self._waiters):
+                keep = [w for w in self._waiters[index] if w.deadline >= now]
+                expired += [w for w in self._waiters[index] if w.deadline < now]
+                if keep:
+                    self._waiters[index] = keep
+                else:
+                    del self._waiters[index]
         for waiter in expired:
-            for fut, _ in waiter.futures:
+            for fut, _, _ in waiter.futures:
                 _fail(fut, TimeoutError("raft: write not committed in time; outcome unknown"))
 
     def _announce_addresses(self) -> None:
