@@ -603,3 +603,29 @@ def test_bootstrap_voters_survive_restarts_without_bootstrap(cluster_factory):
     for s in c.running():
         s.raft.barrier(timeout=5)
         assert {"x", "y"} <= s.job_names()
+
+
+def test_forwarded_answer_arriving_after_the_apply_still_gets_its_results(tmp_path):
+    """A follower may apply a forwarded write before the leader's answer (index, term) reaches
+    it: the results then come from the node's record of recent entries."""
+    from concurrent.futures import Future
+
+    solo = Server("n1", tmp_path, _free_port())
+    solo.start({"n1": solo.addr})
+    try:
+        wait_for(solo.raft.is_leader, "solo leader")
+        fut = solo.raft.submit_async([job_cmd("a"), {"op": "delete_job", "name": "nope"}])
+        results = fut.result(timeout=WAIT_S)
+        index, term = fut.index, solo.raft.term()  # where the write landed in the log
+        assert index > 0
+        late: Future = Future()
+        solo.raft._add_waiter(index, term, [(late, 1, 1)], time.monotonic() + 5)
+        (again,) = late.result(timeout=5)
+        assert not again.ok and again.status == results[1].status == 404
+        stale: Future = Future()
+        solo.raft._add_waiter(index, term + 1, [(stale, 0, 1)], time.monotonic() + 5)
+        with pytest.raises(Exception) as err:  # the internal retry signal
+            stale.result(timeout=5)
+        assert type(err.value).__name__ == "_Retry"  # another entry took the slot: resubmit
+    finally:
+        solo.stop()
