@@ -510,10 +510,11 @@ class Agent:
 
     def _on_finished(
         self, job: dict, execution: dict, stopped: bool, report_to: str | None = None
-    ) -> None:
+    ) -> Future | None:
+        """Record a run's end (or send it to the server that asked); returns the commit."""
         if report_to is not None:
             self.reporter.finished(job, execution, stopped, report_to)
-            return
+            return None
         execution = self._process(job, execution)
         fut = self.committer.submit_async(
             [{"op": "execution_done", "execution": execution, "no_retry": stopped}]
@@ -522,6 +523,7 @@ class Agent:
         fut.add_done_callback(
             lambda f: self._follow_pool.submit(self._after_done, job, execution, f)
         )
+        return fut
 
     def _process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
@@ -831,7 +833,11 @@ class Agent:
                 return self.rpc_client.call(leader, method, args, timeout=10)
             execution = args["execution"]
             self.remote.finished(execution["id"])
-            self._on_finished(args["job"], execution, bool(args.get("stopped")), None)
+            fut = self._on_finished(args["job"], execution, bool(args.get("stopped")), None)
+            # Acknowledge only once committed: a leader dying before that must not lose it.
+            result = fut.result(timeout=15)[0] if fut is not None else None
+            if result is not None and not result.ok and result.status == 503:
+                raise RpcError(f"report not committed: {result.error}")
             return True
         raise RpcError(f"unknown method {method!r}")
 
