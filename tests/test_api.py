@@ -493,3 +493,50 @@ def test_shell_jobs_see_their_run_identity(node):
     node.post("/v1/jobs/whoami/run")
     ex = finished(node, "whoami")[0]
     assert ex["output"].strip() == "node1//x"  # a manual run has no scheduled time
+
+
+def test_metrics_endpoint_when_enabled(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    agent, client = start_agent(tmp_path, enable_prometheus=True)
+    try:
+        client.post("/v1/jobs", shell_job("measured", "true"))
+        client.post("/v1/jobs", shell_job("measured-bad", "false"))
+        client.post("/v1/jobs/measured/run")
+        client.post("/v1/jobs/measured-bad/run")
+        client.wait_for(
+            lambda: all(
+                client.get(f"/v1/jobs/{n}").json()["status"] for n in ("measured", "measured-bad")
+            )
+        )
+        r = client.get("/metrics")
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(r.text)
+            for s in fam.samples
+        }
+        ok = [
+            v
+            for (n, lbl), v in samples.items()
+            if "succeeded" in n and ("job_name", "measured") in lbl
+        ]
+        bad = [
+            v
+            for (n, lbl), v in samples.items()
+            if "failed" in n and ("job_name", "measured-bad") in lbl
+        ]
+        assert ok == [1.0] and bad == [1.0]
+        created = [
+            v
+            for (n, lbl), v in samples.items()
+            if n == "dkron_api_requests_total" and ("route", "upsert_job") in lbl
+        ]
+        assert sum(created) == 2  # latency and counts by route template, not raw path
+    finally:
+        agent.stop()
+
+
+def test_metrics_endpoint_is_off_by_default(node):
+    r = node.get("/metrics")
+    assert r.status == 404 and "enable-prometheus" in r.text
