@@ -209,6 +209,7 @@ class RaftReplicator:
         self._notify_until = 0.0  # tell followers new commits at once until then
         self._apply_sent = 0  # written by the Raft loop only
         self._apply_done = 0  # written by the apply thread only
+        self._deferred_apply: list = []  # small committed batches the loop applies itself
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"raft-{node_id}")
@@ -862,6 +863,7 @@ class RaftReplicator:
                     and time.monotonic() < self._notify_until
                 ):
                     self._tell_commit(node)
+                self._apply_deferred()
                 self._publish_state()
         except BaseException as exc:  # a bug or a disk error: stop taking requests, loudly
             log.exception("raft: loop of %s failed", self.id)
@@ -952,6 +954,7 @@ class RaftReplicator:
                 self._sender.send(msg)
         if rd.snapshot is not None:
             storage.save_snapshot(rd.snapshot)
+            self._queue_deferred()
             self._to_apply(("snapshot", rd.snapshot))
         hard = rd.hard_state
         if (
@@ -970,9 +973,11 @@ class RaftReplicator:
         if rd.committed_entries:
             small = sum(len(e.data) for e in rd.committed_entries) <= INLINE_APPLY_BYTES
             if small and self._apply_sent == self._apply_done:
-                # The apply thread is idle: applying here saves a thread hand-off per write.
-                self._apply_entries(rd.committed_entries)
+                # The apply thread is idle: applying on this loop (once this round's messages,
+                # commit notices included, are out) saves a thread hand-off per write.
+                self._deferred_apply.extend(rd.committed_entries)
             else:
+                self._queue_deferred()
                 self._to_apply(("entries", rd.committed_entries))
         for rs in rd.read_states:
             fut = self._reads.pop(rs.context, None)
@@ -992,6 +997,17 @@ class RaftReplicator:
         self._call_in_loop(run)
 
     # ----- the apply thread -------------------------------------------------------------------
+
+    def _queue_deferred(self) -> None:
+        """Entries kept for the loop go to the apply thread first, to stay in order."""
+        if self._deferred_apply:
+            entries, self._deferred_apply = self._deferred_apply, []
+            self._to_apply(("entries", entries))
+
+    def _apply_deferred(self) -> None:
+        if self._deferred_apply:
+            entries, self._deferred_apply = self._deferred_apply, []
+            self._apply_entries(entries)
 
     def _to_apply(self, item: tuple) -> None:
         """Queue work for the apply thread (Raft loop only: it alone counts `_apply_sent`)."""
