@@ -27,9 +27,9 @@ store's own SQLite commits need not be fsynced (the driver sets `synchronous=NOR
 transactions atomic): after a power loss the store resumes from its last durable position and
 the log (or the snapshot) replays the rest.
 
-Bootstrap: a server started with `bootstrap={id: addr, ...}` on an empty data directory keeps
-that set in `<data_dir>/raft/bootstrap.json`; later starts use the file (every founding server
-must be given the same set once). A server started with `bootstrap=None` waits to be added by
+Bootstrap: a server started with `bootstrap={id: addr, ...}` on an empty data directory writes
+that voter set as a snapshot at index 0, so later starts need no bootstrap set (every founding
+server must be given the same set once). A server started with `bootstrap=None` waits to be added by
 the leader (`add_server`, or the RPC method "raft.add_server" on any server, which forwards).
 
 Recovery (as Dkron): `<data_dir>/raft/peers.json` (`[{"id": "n1", "address": "ip:6868"}]`) is
@@ -79,7 +79,6 @@ from .raftlog import (
     Refused,
     Role,
     Snapshot,
-    StorageState,
 )
 from .rpc import RpcClient, RpcError
 from .store import Result, Store
@@ -268,8 +267,9 @@ class RaftReplicator:
         self._last_snapshot = state.snapshot.meta.index if state.snapshot else 0
         self._local_addrs[self.id] = self.rpc_addr
         self._refresh_addresses()
-        voters = self._bootstrap_voters(state)
-        self._node = RaftNode(self.id, voters, state, random.Random(), self.config)
+        # The voters come from the stored snapshot/log (the bootstrap set was written as a
+        # snapshot at index 0 on the first start); the argument only matters without one.
+        self._node = RaftNode(self.id, sorted(self.bootstrap), state, random.Random(), self.config)
         self._publish_state()
         for target, name in (
             (self._raft_loop, "raft-loop"),
@@ -280,39 +280,6 @@ class RaftReplicator:
             thread = threading.Thread(target=target, name=f"{name}-{self.id}", daemon=True)
             thread.start()
             self._threads.append(thread)
-
-    def _bootstrap_voters(self, state: StorageState) -> list[str]:
-        """The core takes the bootstrap voters as an argument until the log holds a config of
-        its own, so they are kept on disk from the first start: a later start without (or with
-        a different) bootstrap set still forms the same cluster."""
-        path = self.raft_dir / "bootstrap.json"
-        if path.exists():
-            try:
-                stored = json.loads(path.read_text())
-                voters = {str(k): str(v) for k, v in stored["voters"].items()}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise RuntimeError(f"raft: {path} is unreadable: {exc}") from None
-            if self.bootstrap and set(self.bootstrap) != set(voters):
-                log.warning(
-                    "raft: ignoring the bootstrap set %s: this server was bootstrapped with %s",
-                    sorted(self.bootstrap),
-                    sorted(voters),
-                )
-            for node, addr in voters.items():
-                self._local_addrs.setdefault(node, addr)
-            self._refresh_addresses()
-            return sorted(voters)
-        fresh = state.snapshot is None and not state.entries and state.hard_state.term == 0
-        if not self.bootstrap or not fresh:
-            return []
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump({"voters": self.bootstrap}, fh, sort_keys=True)
-            fh.flush()
-            if self.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        return sorted(self.bootstrap)
 
     def close(self) -> None:
         """Stop the threads and close the log (the store and RPC client belong to the caller)."""
