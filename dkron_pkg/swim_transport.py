@@ -301,12 +301,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tags = dict(t.split("=", 1) for t in a.tag if "=" in t)
 
+    out_lock = threading.Lock()
+
+    def emit(line: str) -> None:
+        # One write per line under a lock: the driver thread prints events while the main
+        # thread prints "ready", and print() would interleave their text and newlines.
+        with out_lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
     def show(ev: MemberEvent) -> None:
-        print(f"{ev.kind} {ev.member.name} {ev.member.status}", flush=True)
+        emit(f"{ev.kind} {ev.member.name} {ev.member.status}")
 
     node = GossipTransport(a.name, a.bind, a.port, tags, profile, key, a.join, on_event=show)
     node.start()
-    print(f"ready {node.port}", flush=True)
+    emit(f"ready {node.port}")
     try:
         while True:
             time.sleep(3600)
