@@ -68,7 +68,12 @@ def test_sixteen_members_converge_detect_a_kill_and_see_a_leave(cluster):
     cmd += ["--join", f"127.0.0.1:{first.port}", "--profile", "local", "--encrypt", KEY_TEXT]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     procs.append(proc)
-    assert proc.stdout.readline().startswith("ready ")
+    seen_lines = []
+    for _ in range(40):  # join events of the 15 others may be printed before "ready"
+        seen_lines.append(proc.stdout.readline())
+        if seen_lines[-1].startswith("ready "):
+            break
+    assert seen_lines[-1].startswith("ready "), seen_lines
 
     def converged() -> bool:
         return all(sum(1 for m in n.members() if m.status == "alive") == 16 for n in nodes)
