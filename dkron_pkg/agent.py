@@ -171,10 +171,15 @@ class Agent:
         crontab_bridge.run_reboot_jobs(self)
         crontab_bridge.start_crontab_sync(self)
         log.info(
-            "agent %s started: API on http://%s:%d, data in %s, %d jobs",
+            "agent %s started: API on http://%s:%d, gossip on %s:%d, RPC on %s:%d, data in %s, "
+            "%d jobs",
             self.node_name,
             host,
             self.http_port,
+            self.bind_host,
+            self.bind_port,
+            self.bind_host,
+            self.rpc_port,
             self.data_dir,
             len(self.store.job_names()),
         )
@@ -884,7 +889,7 @@ class Agent:
         for command, result in zip(commands, results, strict=False):
             op = command.get("op")
             if op in ("set_job", "toggle_job") and result.ok:
-                self._after_job_change(self.store.get_job(result.value["name"]), "")
+                self._after_job_change(result.value, result.value["name"])
             elif op == "delete_job" and result.ok:
                 self._after_job_change(None, command["name"])
 

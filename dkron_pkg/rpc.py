@@ -244,6 +244,10 @@ class RpcServer:
 
     def stop(self) -> None:
         self._stop.set()
+        try:  # wake the accept thread, or the port keeps listening until one more connect
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._sock.close()
         with self._lock:
             conns = list(self._conns)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ from dkron_pkg.agent import Agent
 from dkron_pkg.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+API_LINE = re.compile(r"API on http://[^\s:]+:(\d+), gossip on [^\s:]+:(\d+), RPC on [^\s:]+:(\d+)")
 
 
 @dataclass
@@ -128,7 +131,14 @@ def shell_job(name: str, command: str, **fields: Any) -> dict:
 
 
 class AgentProcess:
-    """`python3 dkron.py agent ...` as a real child process."""
+    """`python3 dkron.py agent ...` as a real child process.
+
+    The first start binds every port to 0 and learns what the agent got from its start-up log
+    line, so parallel tests never race for a port; restarts reuse those ports, so
+    a restarted node keeps its addresses as it would in production.
+    """
+
+    _serial = itertools.count(1)
 
     def __init__(
         self,
@@ -139,20 +149,30 @@ class AgentProcess:
         server: bool = True,
         expect: int = 1,
     ):
-        self.port = free_port()
-        # Fixed for the life of this object, so a restarted node keeps its addresses.
-        self.gossip_port = free_port()
-        self.rpc_port = free_port()
+        self.port = 0
+        self.gossip_port = 0
+        self.rpc_port = 0
+        self.node = node
         self.data_dir = data_dir
-        self.args = [
+        self.extra = extra
+        self.server = server
+        self.expect = expect
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = data_dir.parent / f"{node}-{next(self._serial)}.log"
+        self.proc: subprocess.Popen | None = None
+        self.client = Client("http://127.0.0.1:0")
+
+    @property
+    def args(self) -> list[str]:
+        return [
             sys.executable,
             str(ROOT / "dkron.py"),
             "agent",
-            *(("--server", "--bootstrap-expect", str(expect)) if server else ()),
+            *(("--server", "--bootstrap-expect", str(self.expect)) if self.server else ()),
             "--node-name",
-            node,
+            self.node,
             "--data-dir",
-            str(data_dir),
+            str(self.data_dir),
             "--http-addr",
             f"127.0.0.1:{self.port}",
             "--bind-addr",
@@ -161,15 +181,12 @@ class AgentProcess:
             str(self.rpc_port),
             "--profile",
             "local",
-            *extra,
+            *self.extra,
         ]
-        self.env = {**os.environ, **(env or {})}
-        self.log_path = data_dir.parent / f"{node}-{self.port}.log"
-        self.proc: subprocess.Popen | None = None
-        self.client = Client(f"http://127.0.0.1:{self.port}")
 
-    def start(self, timeout: float = 20.0) -> AgentProcess:
+    def start(self, timeout: float = 30.0) -> AgentProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         self.proc = subprocess.Popen(
             self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, env=self.env
@@ -179,11 +196,19 @@ class AgentProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited early:\n{self.log()}")
-            try:
-                if self.client.get("/health").status == 200:
-                    return self
-            except OSError:
-                pass
+            if not self.port:
+                found = API_LINE.search(self.log()[offset:])
+                if found:
+                    self.port = int(found.group(1))
+                    self.gossip_port, self.rpc_port = int(found.group(2)), int(found.group(3))
+                    self.client.base = f"http://127.0.0.1:{self.port}"
+            if self.port:
+                try:
+                    r = self.client.get("/health")
+                    if r.status == 200 and r.headers.get("X-Whom") == self.node:
+                        return self
+                except OSError:
+                    pass
             time.sleep(0.05)
         raise AssertionError(f"agent did not answer /health:\n{self.log()}")
 
