@@ -40,7 +40,9 @@ from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
 log = logging.getLogger("dkron.agent")
 
 LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead of time
-DISPATCH_LEAD_NS = 30_000_000  # runs are handed to their thread this early, and wait there
+# Runs are handed to their thread this early and wait there for their second, so thread
+# start-up (and, for a burst, a thousand of them) is paid before the scheduled time.
+DISPATCH_LEAD_NS = 250_000_000
 RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
 INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
 

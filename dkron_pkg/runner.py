@@ -47,6 +47,7 @@ class Runner:
         self._on_finished = on_finished
         self._active: dict[str, ActiveRun] = {}
         self._recent_groups: dict[int, None] = {}  # insertion-ordered, bounded
+        self._last_start_ns = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
 
@@ -64,7 +65,9 @@ class Runner:
         With `not_before_ns` the run's thread is started at once but waits for that instant,
         so thread start-up is paid before the scheduled second rather than after it.
         """
-        started_ns = max(time.time_ns(), not_before_ns or 0)
+        with self._lock:  # ids ("<start ns>-<node>") stay unique when runs share a second
+            started_ns = max(time.time_ns(), not_before_ns or 0, self._last_start_ns + 1)
+            self._last_start_ns = started_ns
         execution = {
             "id": f"{started_ns}-{self.node_name}",
             "job_name": job["name"],
@@ -89,10 +92,8 @@ class Runner:
         return dict(execution)
 
     def _run(self, job: dict, run: ActiveRun) -> None:
-        delay = (run.execution["started_ns"] - time.time_ns()) / 1e9
-        if delay > 0:
-            time.sleep(delay)
         executor = get_executor(job.get("executor", ""))
+        start_at = run.execution["started_ns"]
         try:
             if executor is None:
                 error = f'unknown executor "{job.get("executor", "")}": nothing to run'
@@ -103,6 +104,7 @@ class Runner:
                     job_name=job["name"],
                     on_output=run.output.write,
                     cancel=run.cancel,
+                    start_at_ns=start_at,
                 )
         except Exception as e:  # an executor bug must not leave the run "running"
             log.exception("executor %s failed", job.get("executor"))

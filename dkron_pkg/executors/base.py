@@ -81,8 +81,10 @@ class Executor(Protocol):
         job_name: str,
         on_output: Callable[[bytes], None],
         cancel: threading.Event,
+        start_at_ns: int | None = None,
     ) -> ExecResult:
-        """Run to the end (or until cancel is set) and report."""
+        """Run to the end (or until cancel is set) and report; with `start_at_ns`, prepare
+        first and start at that instant (time.time_ns() clock)."""
         ...
 
 

@@ -262,8 +262,13 @@ class HttpExecutor:
         job_name: str,
         on_output: Callable[[bytes], None],
         cancel: threading.Event,
+        start_at_ns: int | None = None,
     ) -> ExecResult:
         cfg, errors = parse_http_config(config)
+        if start_at_ns is not None:
+            delay = (start_at_ns - time.time_ns()) / 1e9
+            if delay > 0 and cancel.wait(delay):
+                return ExecResult(False, failure_output(STOPPED_MESSAGE, b""), STOPPED_MESSAGE)
         if cfg is None:
             error = "; ".join(errors)
             return ExecResult(False, failure_output(error, b""), error)
