@@ -17,9 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from dkron_pkg import metrics
 from dkron_pkg.raft_storage import StorageError
 from dkron_pkg.raftnode import NotLeaderError, RaftError, RaftReplicator
 from dkron_pkg.rpc import RpcError
@@ -85,8 +87,11 @@ class ReplicatedCommitter:
         self.replicator = replicator
 
     def submit(self, commands: list[dict], timeout: float = 10.0) -> list[Result]:
+        started = time.monotonic()
         try:
-            return self.replicator.submit(commands, timeout)
+            results = self.replicator.submit(commands, timeout)
+            metrics.raft_commit_latency(time.monotonic() - started)
+            return results
         except COMMIT_ERRORS as e:  # no leader, timeout, shutting down: the caller must know
             return _failed(commands, f"not committed: {e}")
 
@@ -98,9 +103,12 @@ class ReplicatedCommitter:
             outer.set_result(_failed(commands, f"not committed: {e}"))
             return outer
 
+        started = time.monotonic()
+
         def done(f: Future) -> None:
             try:
                 outer.set_result(f.result())
+                metrics.raft_commit_latency(time.monotonic() - started)
             except COMMIT_ERRORS as e:  # same as above
                 outer.set_result(_failed(commands, f"not committed: {e}"))
 

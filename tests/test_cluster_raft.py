@@ -21,7 +21,7 @@ def leader_of(node):
 
 
 def start_cluster(tmp_path, count=3):
-    first = AgentProcess(tmp_path / "s1", node="s1", expect=count).start()
+    first = AgentProcess(tmp_path / "s1", "--enable-prometheus", node="s1", expect=count).start()
     seed = seed_of(first)
     nodes = [first]
     for i in range(2, count + 1):
@@ -48,6 +48,13 @@ def test_three_servers_replicate_and_survive_the_leader_dying(tmp_path):
             acknowledged.append(f"rep-{i}")
             # Read your write on the node that acknowledged it (Dkron #1080).
             assert node.client.get(f"/v1/jobs/rep-{i}").status == 200
+        metrics = nodes[0].client.get("/metrics").text
+        commits = [
+            ln
+            for ln in metrics.splitlines()
+            if ln.startswith("dkron_raft_commit_latency_seconds_count")
+        ]
+        assert commits and float(commits[0].split()[-1]) >= 10  # s1 took 10 of the writes
         for node in nodes:
             node.client.wait_for(
                 lambda n=node: (
