@@ -157,3 +157,28 @@ def test_every_server_can_lead_again_after_restarts(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_five_servers_lose_two_and_keep_serving(tmp_path):
+    nodes = start_cluster(tmp_path, count=5)
+    try:
+        c = nodes[0].client
+        for i in range(10):
+            assert c.post("/v1/jobs", shell_job(f"five-{i}", "true")).status == 201
+        leader = leader_of(nodes[0])
+        victims = [n for n in nodes if leader_of_name(n) == leader]
+        victims.append(next(n for n in nodes if n not in victims))
+        for v in victims:
+            v.kill9()
+        rest = [n for n in nodes if n not in victims]
+        rest[0].client.wait_for(lambda: leader_of(rest[0]) not in (None, leader), timeout=30)
+        r = rest[1].client.post("/v1/jobs", shell_job("five-after", "true"))
+        assert r.status == 201, r.text
+        wanted = {f"five-{i}" for i in range(10)} | {"five-after"}
+        for node in rest:  # followers apply a moment later than the server that answered
+            node.client.wait_for(
+                lambda n=node: wanted <= {j["name"] for j in n.client.get("/v1/jobs").json()}
+            )
+    finally:
+        for node in nodes:
+            node.stop()
