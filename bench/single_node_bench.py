@@ -274,7 +274,11 @@ def main() -> None:
             if burst_done():
                 break
             time.sleep(0.5)
-        burst = lateness_ms(data, "burst-")
+        for _ in range(120):  # the last records may still be on their way to disk
+            burst = lateness_ms(data, "burst-")
+            if len(burst) >= args.burst:
+                break
+            time.sleep(0.5)
         floor = spawn_floor(args.burst)
         ratio = pct(burst, 99) / (floor * 1000)
         print(

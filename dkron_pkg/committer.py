@@ -10,12 +10,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
 from dkron_pkg.store import Result
 
 log = logging.getLogger("dkron.committer")
+YIELD_MAX_SECONDS = 2.0
+
+
+def yield_to_spawns() -> None:
+    """While a burst of processes is being started, let the spawner have the interpreter.
+
+    Bookkeeping can wait a moment (launch intents were committed ahead of time); a run
+    starting late cannot be made up.
+    """
+    from dkron_pkg.executors.shell import SPAWNER
+
+    deadline = time.monotonic() + YIELD_MAX_SECONDS
+    while SPAWNER.pending() > 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 class Committer:
@@ -51,6 +66,7 @@ class Committer:
                     self._queue.put(None)
                     break
                 batch.append(nxt)
+            yield_to_spawns()
             commands = [c for cmds, _ in batch for c in cmds]
             try:
                 results = self._apply_batch(commands)
