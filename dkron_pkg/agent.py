@@ -24,6 +24,7 @@ from typing import Any
 from dkron_pkg import __version__, crontab_bridge, logs, metrics
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.committer import Committer
+from dkron_pkg.config import split_host_port
 from dkron_pkg.dispatch import TargetError, select_targets
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
@@ -52,10 +53,9 @@ def utcnow() -> datetime:
 
 
 def _split_host_port(addr: str, default_port: int) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep:
-        return addr or "0.0.0.0", default_port
-    return (host.strip("[]") or "0.0.0.0"), int(port or default_port)
+    """Config's parser, with an empty host (":8080") meaning every interface."""
+    host, port = split_host_port(addr, default_port)
+    return host or "0.0.0.0", port
 
 
 class Agent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -127,3 +128,12 @@ def safe_emit(on_output: Callable[[bytes], None], chunk: bytes) -> None:
         on_output(chunk)
     except Exception:  # the run goes on whatever the listener does
         log.exception("on_output listener failed")
+
+
+def wait_for_start(start_at_ns: int | None, cancel: threading.Event) -> bool:
+    """Wait until `start_at_ns` (time.time_ns() clock); False if the run was cancelled first."""
+    if start_at_ns is not None:
+        delay = (start_at_ns - time.time_ns()) / 1e9
+        if delay > 0 and cancel.wait(delay):
+            return False
+    return not cancel.is_set()

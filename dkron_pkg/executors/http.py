@@ -28,6 +28,7 @@ from dkron_pkg.executors.base import (
     non_string_keys,
     parse_go_bool,
     safe_emit,
+    wait_for_start,
 )
 from dkron_pkg.executors.watchdog import WATCHDOG, Watch
 
@@ -265,10 +266,8 @@ class HttpExecutor:
         start_at_ns: int | None = None,
     ) -> ExecResult:
         cfg, errors = parse_http_config(config)
-        if start_at_ns is not None:
-            delay = (start_at_ns - time.time_ns()) / 1e9
-            if delay > 0 and cancel.wait(delay):
-                return ExecResult(False, failure_output(STOPPED_MESSAGE, b""), STOPPED_MESSAGE)
+        if not wait_for_start(start_at_ns, cancel):
+            return ExecResult(False, failure_output(STOPPED_MESSAGE, b""), STOPPED_MESSAGE)
         if cfg is None:
             error = "; ".join(errors)
             return ExecResult(False, failure_output(error, b""), error)

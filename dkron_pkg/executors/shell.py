@@ -31,6 +31,7 @@ from dkron_pkg.executors.base import (
     non_string_keys,
     parse_go_bool,
     safe_emit,
+    wait_for_start,
 )
 from dkron_pkg.executors.watchdog import WATCHDOG, Watch
 
@@ -298,11 +299,7 @@ class ShellExecutor:
         env = dict(os.environ)
         env.update(cfg.env)
         env["ENV_JOB_NAME"] = job_name
-        if start_at_ns is not None:
-            delay = (start_at_ns - time.time_ns()) / 1e9
-            if delay > 0 and cancel.wait(delay):
-                return _failed(STOPPED_MESSAGE)
-        if cancel.is_set():
+        if not wait_for_start(start_at_ns, cancel):
             return _failed(STOPPED_MESSAGE)
         try:
             proc = SPAWNER.popen(
