@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dkron_pkg import __version__, crontab_bridge, logs, metrics
+from dkron_pkg import __version__, crontab_bridge, launch_settle, logs, metrics
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.committer import Committer
 from dkron_pkg.config import split_host_port
@@ -32,6 +32,7 @@ from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
 from dkron_pkg.remote_runs import RemoteRuns, Reporter, decode_chunk
 from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
+from dkron_pkg.rpc_tls import tls_of
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
@@ -77,7 +78,7 @@ class Agent:
         self.key = decode_key(getattr(config, "encrypt", "") or "")
         self.membership: Membership | None = None
         self.rpc_server: RpcServer | None = None
-        self.rpc_client = RpcClient(self.key)
+        self.rpc_client = RpcClient(self.key, tls=tls_of(config))
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock_handle = _lock_data_dir(self.data_dir)
@@ -143,7 +144,12 @@ class Agent:
         gc.collect()
         gc.freeze()
         self.rpc_server = RpcServer(
-            self.bind_host, self.rpc_port, self.key, self._handle_rpc, self._on_raft_frame
+            self.bind_host,
+            self.rpc_port,
+            self.key,
+            self._handle_rpc,
+            self._on_raft_frame,
+            tls=self.rpc_client.tls,
         )
         self.rpc_server.start()
         self.rpc_port = self.rpc_server.port
@@ -218,53 +224,37 @@ class Agent:
 
         Called when this node starts (single server) or becomes the Raft leader: a launch the
         previous process or leader recorded is never lost and never run twice. Groups with an
-        execution still running are left alone: their node reports to the new leader.
+        execution still running are left alone: their node reports to the new leader. The
+        decision is `launch_settle.settle`; this carries its actions out.
         """
         now_ns = time.time_ns()
         intents = self.store.open_intents()
         if intents and self.cluster is not None:
             skip = skip | self._groups_known_to_nodes()
-        for intent in intents:
-            if intent["group"] in skip:
-                continue
-            job = self.store.get_job(intent["job_name"])
-            executions = [
-                e
-                for e in self.store.executions(intent["job_name"])
-                if e["group"] == intent["group"]
-            ]
-            if job is None:
-                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
-                continue
-            if any(e["finished_at"].startswith("0001") for e in executions):
-                continue
-            if executions:
-                last = max(executions, key=lambda e: e.get("attempt", 1))
-                if not last["success"] and last.get("attempt", 1) < job.get("retries", 0) + 1:
-                    self._dispatch_retry(
-                        job, intent["group"], last["attempt"] + 1, last.get("node_name", "")
-                    )
-                    continue
-                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
-                continue
-            if intent["cause"] in ("schedule", "catchup") and intent["scheduled_ns"] >= (
-                now_ns - int(self.core.late_grace.total_seconds() * 1e9)
-            ):
+        actions = launch_settle.settle(
+            intents,
+            self.store.get_job,
+            lambda name, group: [e for e in self.store.executions(name) if e["group"] == group],
+            skip,
+            now_ns,
+            int(self.core.late_grace.total_seconds() * 1e9),
+        )
+        for action in actions:
+            if action.kind == launch_settle.RETRY:
+                self._dispatch_retry(action.job, action.group, action.attempt, action.node)
+            elif action.kind == launch_settle.REQUEUE:
                 with self._cond:
                     heapq.heappush(
-                        self._ready, (intent["scheduled_ns"], intent["group"], job["name"])
+                        self._ready, (action.scheduled_ns, action.group, action.job_name)
                     )
                     self._cond.notify_all()
-                continue
-            if job.get("missed_runs", "skip") == "skip" and intent["cause"] in (
-                "schedule",
-                "catchup",
-            ):
-                log.info("missed launch of %s settled as skipped", job["name"])
-                self.committer.submit([{"op": "close_intent", "group": intent["group"]}])
+            elif action.kind == launch_settle.DISPATCH_NOW:
+                log.info("launch of %s interrupted by a restart: running it now", action.job_name)
+                self._dispatch(action.job_name, action.group, action.attempt, None)
             else:
-                log.info("launch of %s interrupted by a restart: running it now", job["name"])
-                self._dispatch(job["name"], intent["group"], intent.get("attempt", 1), None)
+                if action.reason == launch_settle.SKIPPED:
+                    log.info("missed launch of %s settled as skipped", action.job_name)
+                self.committer.submit([{"op": "close_intent", "group": action.group}])
 
     def stop(self, graceful: bool = True) -> None:
         """Stop scheduling, let running jobs finish (up to shutdown_timeout), then exit."""

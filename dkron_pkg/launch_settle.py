@@ -1,0 +1,103 @@
+"""What a new leader (or a restarted single server) does with launches left without an outcome.
+
+A launch intent is committed before its run is dispatched, so after a crash or a leader change
+some intents have no recorded end. Each one is settled by this pure decision: close it, put it
+back in the dispatch queue (its time is still near), retry its last failed attempt, or run it
+now by the job's missed-run policy. The caller gathers the inputs (open intents, jobs,
+executions, launch groups some node already knows) and carries the actions out; nothing here
+reads a clock or talks to a node, so the seeded launch simulation drives the same decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+CLOSE = "close"  # nothing left to do: record the intent as settled
+REQUEUE = "requeue"  # its scheduled time is recent: dispatch it at that time as usual
+RETRY = "retry"  # its last attempt failed and attempts remain: run the next one
+DISPATCH_NOW = "dispatch_now"  # it was missed and the policy wants it run now
+
+TIMED_CAUSES = ("schedule", "catchup")
+SKIPPED = "missed launch skipped"  # the reason of a CLOSE by the `skip` policy
+
+
+@dataclass(frozen=True)
+class Action:
+    """One settlement step for the launch `group` of `job_name`."""
+
+    kind: str
+    group: int
+    job_name: str
+    scheduled_ns: int | None = None
+    attempt: int = 1
+    node: str = ""
+    reason: str = ""
+    job: dict | None = field(default=None, compare=False, repr=False)
+
+
+def settle(
+    intents: Iterable[dict],
+    job_lookup: Callable[[str], dict | None],
+    executions_of: Callable[[str, int], list[dict]],
+    known_groups: set[int],
+    now_ns: int,
+    late_grace_ns: int,
+) -> list[Action]:
+    """Decide the fate of every open intent; groups in `known_groups` are left alone.
+
+    A group some node runs or ran lately was dispatched by the previous leader: its node
+    reports the end to us, so it must not be launched again. A group with a running execution
+    is left for the same reason. `executions_of(job_name, group)` gives the group's recorded
+    executions.
+    """
+    actions: list[Action] = []
+    for intent in intents:
+        group = intent["group"]
+        if group in known_groups:
+            continue
+        name = intent["job_name"]
+        job = job_lookup(name)
+        if job is None:
+            actions.append(Action(CLOSE, group, name, reason="job deleted"))
+            continue
+        executions = executions_of(name, group)
+        if any(e["finished_at"].startswith("0001") for e in executions):
+            continue
+        if executions:
+            actions.append(_after_executions(intent, job, executions))
+            continue
+        if intent["cause"] in TIMED_CAUSES and intent["scheduled_ns"] >= now_ns - late_grace_ns:
+            actions.append(
+                Action(REQUEUE, group, name, scheduled_ns=intent["scheduled_ns"], job=job)
+            )
+        elif job.get("missed_runs", "skip") == "skip" and intent["cause"] in TIMED_CAUSES:
+            actions.append(Action(CLOSE, group, name, reason=SKIPPED, job=job))
+        else:
+            actions.append(
+                Action(
+                    DISPATCH_NOW,
+                    group,
+                    name,
+                    attempt=intent.get("attempt", 1),
+                    reason="launch interrupted by a restart",
+                    job=job,
+                )
+            )
+    return actions
+
+
+def _after_executions(intent: dict, job: dict, executions: list[dict]) -> Action:
+    """Every recorded attempt has ended: retry the last one if it failed and attempts remain."""
+    last = max(executions, key=lambda e: e.get("attempt", 1))
+    attempt = last.get("attempt", 1)
+    if not last["success"] and attempt < job.get("retries", 0) + 1:
+        return Action(
+            RETRY,
+            intent["group"],
+            intent["job_name"],
+            attempt=last["attempt"] + 1,
+            node=last.get("node_name", ""),
+            job=job,
+        )
+    return Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)

@@ -1,0 +1,90 @@
+"""The settlement decision a new leader takes for launches that have no outcome yet."""
+
+from __future__ import annotations
+
+from dkron_pkg.launch_settle import CLOSE, DISPATCH_NOW, REQUEUE, RETRY, SKIPPED, Action, settle
+
+SECOND = 1_000_000_000
+NOW = 1_000 * SECOND
+GRACE = 5 * SECOND
+
+
+def intent(group: int, job: str = "backup", cause: str = "schedule", at: int = NOW) -> dict:
+    return {"group": group, "job_name": job, "scheduled_ns": at, "cause": cause, "attempt": 1}
+
+
+def execution(group: int, attempt: int, success: bool, running: bool = False) -> dict:
+    return {
+        "group": group,
+        "attempt": attempt,
+        "success": success,
+        "node_name": "agent-2",
+        "finished_at": "0001-01-01T00:00:00Z" if running else "2024-01-01T00:00:00Z",
+    }
+
+
+def decide(
+    intents: list[dict],
+    jobs: dict[str, dict],
+    executions: dict[int, list[dict]] | None = None,
+    known: set[int] | None = None,
+) -> list[Action]:
+    runs = executions or {}
+    return settle(
+        intents, jobs.get, lambda _name, group: runs.get(group, []), known or set(), NOW, GRACE
+    )
+
+
+def test_recent_launch_without_a_run_is_queued_for_its_own_time() -> None:
+    actions = decide([intent(1, at=NOW - 2 * SECOND)], {"backup": {"name": "backup"}})
+    assert actions == [Action(REQUEUE, 1, "backup", scheduled_ns=NOW - 2 * SECOND)]
+
+
+def test_missed_launch_follows_the_skip_policy() -> None:
+    actions = decide([intent(1, at=NOW - 60 * SECOND)], {"backup": {"missed_runs": "skip"}})
+    assert [(a.kind, a.reason) for a in actions] == [(CLOSE, SKIPPED)]
+
+
+def test_missed_launch_runs_now_under_once_and_all() -> None:
+    for policy in ("once", "all"):
+        actions = decide([intent(1, at=NOW - 60 * SECOND)], {"backup": {"missed_runs": policy}})
+        assert [(a.kind, a.attempt) for a in actions] == [(DISPATCH_NOW, 1)], policy
+
+
+def test_manual_launch_interrupted_runs_now_even_with_skip() -> None:
+    actions = decide([intent(1, cause="manual", at=NOW - 60 * SECOND)], {"backup": {}})
+    assert [a.kind for a in actions] == [DISPATCH_NOW]
+
+
+def test_failed_attempt_with_retries_left_is_retried_on_its_node() -> None:
+    runs = {1: [execution(1, 1, False)]}
+    actions = decide([intent(1)], {"backup": {"retries": 2}}, runs)
+    assert [(a.kind, a.attempt, a.node) for a in actions] == [(RETRY, 2, "agent-2")]
+
+
+def test_group_that_ended_is_closed() -> None:
+    jobs = {"backup": {"retries": 1}}
+    ended_ok = decide([intent(1)], jobs, {1: [execution(1, 1, False), execution(1, 2, True)]})
+    out_of_attempts = decide([intent(1)], jobs, {1: [execution(1, 2, False)]})
+    assert [a.kind for a in ended_ok + out_of_attempts] == [CLOSE, CLOSE]
+
+
+def test_deleted_job_closes_its_intent() -> None:
+    assert [a.kind for a in decide([intent(1, job="gone")], {})] == [CLOSE]
+
+
+def test_running_or_known_groups_are_left_to_their_node() -> None:
+    jobs = {"backup": {"missed_runs": "all"}}
+    running = decide([intent(1, at=0)], jobs, {1: [execution(1, 1, False, running=True)]})
+    known = decide([intent(2, at=0)], jobs, known={2})
+    assert running == [] and known == []
+
+
+def test_each_intent_is_settled_on_its_own() -> None:
+    jobs = {"a": {"missed_runs": "skip"}, "b": {"missed_runs": "once"}}
+    actions = decide(
+        [intent(1, "a", at=NOW - 60 * SECOND), intent(2, "b", at=NOW - 60 * SECOND), intent(3)],
+        jobs,
+        known={3},
+    )
+    assert [(a.group, a.kind) for a in actions] == [(1, CLOSE), (2, DISPATCH_NOW)]
