@@ -32,6 +32,7 @@ from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
 from dkron_pkg.remote_runs import RemoteRuns, Reporter, decode_chunk
 from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
+from dkron_pkg.rpc_tls import tls_of
 from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
@@ -77,7 +78,7 @@ class Agent:
         self.key = decode_key(getattr(config, "encrypt", "") or "")
         self.membership: Membership | None = None
         self.rpc_server: RpcServer | None = None
-        self.rpc_client = RpcClient(self.key)
+        self.rpc_client = RpcClient(self.key, tls=tls_of(config))
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock_handle = _lock_data_dir(self.data_dir)
@@ -143,7 +144,12 @@ class Agent:
         gc.collect()
         gc.freeze()
         self.rpc_server = RpcServer(
-            self.bind_host, self.rpc_port, self.key, self._handle_rpc, self._on_raft_frame
+            self.bind_host,
+            self.rpc_port,
+            self.key,
+            self._handle_rpc,
+            self._on_raft_frame,
+            tls=self.rpc_client.tls,
         )
         self.rpc_server.start()
         self.rpc_port = self.rpc_server.port

@@ -148,6 +148,13 @@ class Config:
     crontab_cluster_wide: bool = field(
         default=False, metadata=_help("synced crontab jobs may run on any node, not only this one")
     )
+    rpc_tls_cert: str = field(
+        default="", metadata=_help("PEM certificate for TLS on the RPC port (with --rpc-tls-key)")
+    )
+    rpc_tls_key: str = field(default="", metadata=_help("PEM private key of --rpc-tls-cert"))
+    rpc_tls_ca: str = field(
+        default="", metadata=_help("PEM CA: peers must present a certificate it signed (mTLS)")
+    )
     # -- not keys: where the values came from ----------------------------------------------------
     config_file: str = field(default="", metadata={"key": False})
     warnings: list[str] = field(default_factory=_list, metadata={"key": False})
@@ -549,6 +556,7 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
             raise fail("encrypt", "must be base64 text, as printed by 'dkron keygen'") from None
         if len(key) not in (16, 24, 32):
             raise fail("encrypt", f"must decode to 16, 24 or 32 bytes, got {len(key)}")
+    _validate_tls(cfg, fail)
     for name in ("webhook_headers", "pre_webhook_headers"):
         for header in getattr(cfg, name):
             if ":" not in header or not header.split(":", 1)[0].strip():
@@ -556,6 +564,28 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
     for name in ("join", "retry_join", "crontab_sync"):
         if any(not item.strip() for item in getattr(cfg, name)):
             raise fail(name, "must not contain empty entries")
+
+
+def _validate_tls(cfg: Config, fail: Callable[[str, str], ConfigError]) -> None:
+    """The RPC TLS files exist and load (ssl is imported only when TLS is asked for)."""
+    names = ("rpc_tls_cert", "rpc_tls_key", "rpc_tls_ca")
+    if not any(getattr(cfg, n) for n in names):
+        return
+    if not cfg.rpc_tls_cert or not cfg.rpc_tls_key:
+        given = "rpc_tls_cert" if cfg.rpc_tls_cert else "rpc_tls_key"
+        if not cfg.rpc_tls_cert and not cfg.rpc_tls_key:
+            given = "rpc_tls_ca"
+        raise fail(given, "TLS on the RPC port needs both rpc-tls-cert and rpc-tls-key")
+    for name in names:
+        path = getattr(cfg, name)
+        if path and not os.path.isfile(path):
+            raise fail(name, f'no such file "{path}"')
+    from dkron_pkg.rpc_tls import load_tls
+
+    try:
+        load_tls(cfg.rpc_tls_cert, cfg.rpc_tls_key, cfg.rpc_tls_ca)
+    except ValueError as e:
+        raise fail("rpc_tls_ca" if str(e).startswith("rpc-tls-ca") else "rpc_tls_cert", str(e))
 
 
 # -- entry point ---------------------------------------------------------------------------------

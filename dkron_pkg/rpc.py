@@ -13,6 +13,10 @@ Frames that fail any check are dropped with a counted, logged reason, and the co
 
 Kinds: CALL (request id, method, JSON arguments) -> REPLY (request id, JSON result or error),
 CAST (one-way JSON), RAFT (opaque bytes for the Raft driver).
+
+With TLS configured (rpc_tls), the TLS handshake comes first and everything above runs inside
+it: the cluster key still authenticates every frame. A peer that fails the TLS handshake (no
+TLS, or a certificate the CA did not sign) is dropped with a counted, logged reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import struct
 import threading
 from collections import Counter
@@ -31,6 +36,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
+
+from .rpc_tls import RpcTls, TlsStream, tls_reason
 
 log = logging.getLogger("dkron.rpc")
 
@@ -62,7 +69,9 @@ def _drop(reason: str, peer: str) -> None:
 class _Channel:
     """One authenticated connection: frames in, frames out, with sequences and tags."""
 
-    def __init__(self, sock: socket.socket, key: bytes | None, session: bytes, outgoing: bytes):
+    def __init__(
+        self, sock: socket.socket | TlsStream, key: bytes | None, session: bytes, outgoing: bytes
+    ):
         self.sock = sock
         self.key = key
         self.session = session
@@ -112,7 +121,7 @@ class _Channel:
         self.sock.close()
 
 
-def _read_exact(sock: socket.socket, n: int) -> bytes:
+def _read_exact(sock: socket.socket | TlsStream, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -146,8 +155,10 @@ class RpcServer:
         key: bytes | None,
         handler: Handler,
         on_raft: Callable[[bytes, str], None] | None = None,
+        tls: RpcTls | None = None,
     ):
         self.key = key
+        self.tls = tls
         self.handler = handler
         self.on_raft = on_raft
         self._sock = socket.create_server((host, port), reuse_port=False)
@@ -171,8 +182,9 @@ class RpcServer:
                 target=self._serve, args=(sock, f"{addr[0]}:{addr[1]}"), daemon=True
             ).start()
 
-    def _handshake(self, sock: socket.socket, peer: str) -> _Channel:
-        sock.settimeout(10)
+    def _handshake(self, raw: socket.socket, peer: str) -> _Channel:
+        raw.settimeout(10)
+        sock = raw if self.tls is None else _accept_tls(raw, self.tls)
         server_nonce = os.urandom(NONCE)
         sock.sendall(server_nonce)
         client_nonce = _read_exact(sock, NONCE)
@@ -218,6 +230,8 @@ class RpcServer:
                     raise FrameError("unexpected frame kind from a client")
         except FrameError as e:
             _drop(str(e), peer)
+        except ssl.SSLError as e:
+            _drop(f"TLS error: {tls_reason(e)}", peer)
         except (OSError, ConnectionError):
             pass
         finally:
@@ -255,19 +269,35 @@ class RpcServer:
             chan.close()
 
 
+def _accept_tls(raw: socket.socket, tls: RpcTls) -> TlsStream:
+    """The server side of the TLS handshake; FrameError (a counted reason) if it fails."""
+    stream = TlsStream(raw, tls.server, server_side=True)
+    try:
+        stream.handshake()
+    except ssl.SSLError as e:
+        raise FrameError(f"TLS handshake refused: {tls_reason(e)}") from None
+    except (OSError, ConnectionError):
+        raise FrameError("TLS handshake not completed (a client without TLS?)") from None
+    return stream
+
+
 class _Connection:
     """A client connection to one peer with a reader thread matching replies to calls."""
 
-    def __init__(self, addr: str, key: bytes | None, timeout: float):
+    def __init__(self, addr: str, key: bytes | None, timeout: float, tls: RpcTls | None):
         host, _, port = addr.rpartition(":")
-        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        raw = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+        sock: socket.socket | TlsStream = raw
         try:
+            if tls is not None:
+                sock = TlsStream(raw, tls.client, server_side=False)
+                sock.handshake()
             server_nonce = _read_exact(sock, NONCE)
             client_nonce = os.urandom(NONCE)
             hello = client_nonce + (_proof(key, server_nonce, client_nonce) if key else b"")
             sock.sendall(hello)
-        except OSError:
-            sock.close()
+        except (OSError, ConnectionError):
+            raw.close()
             raise
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -303,8 +333,9 @@ class _Connection:
 class RpcClient:
     """Calls peers by "host:port", keeping one connection per peer."""
 
-    def __init__(self, key: bytes | None, connect_timeout: float = 2.0):
+    def __init__(self, key: bytes | None, connect_timeout: float = 2.0, tls: RpcTls | None = None):
         self.key = key
+        self.tls = tls
         self.connect_timeout = connect_timeout
         self._conns: dict[str, _Connection] = {}
         self._lock = threading.Lock()
@@ -316,8 +347,10 @@ class RpcClient:
             if conn is not None and conn.alive:
                 return conn
         try:
-            conn = _Connection(addr, self.key, self.connect_timeout)
-        except OSError as e:
+            conn = _Connection(addr, self.key, self.connect_timeout, self.tls)
+        except ssl.SSLError as e:
+            raise RpcError(f"cannot reach {addr}: TLS refused: {tls_reason(e)}") from None
+        except (OSError, ConnectionError) as e:
             raise RpcError(f"cannot reach {addr}: {e}") from None
         with self._lock:
             self._conns[addr] = conn
