@@ -10,13 +10,14 @@ reads a clock or talks to a node, so the seeded launch simulation drives the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 CLOSE = "close"  # nothing left to do: record the intent as settled
 REQUEUE = "requeue"  # its scheduled time is recent: dispatch it at that time as usual
 RETRY = "retry"  # its last attempt failed and attempts remain: run the next one
 DISPATCH_NOW = "dispatch_now"  # it was missed and the policy wants it run now
+LOST = "lost"  # its node died or restarted since: record the attempt failed (retries apply)
 
 TIMED_CAUSES = ("schedule", "catchup")
 SKIPPED = "missed launch skipped"  # the reason of a CLOSE by the `skip` policy
@@ -43,6 +44,7 @@ def settle(
     known_groups: set[int],
     now_ns: int,
     late_grace_ns: int,
+    nodes_up_since: Mapping[str, int] | None = None,
 ) -> list[Action]:
     """Decide the fate of every open intent; groups in `known_groups` are left alone.
 
@@ -50,6 +52,12 @@ def settle(
     reports the end to us, so it must not be launched again. A group with a running execution
     is left for the same reason. `executions_of(job_name, group)` gives the group's recorded
     executions.
+
+    `nodes_up_since` maps every node that answered to the time it (re)started. An intent
+    names the nodes chosen for it when it was committed; if one of them is missing from the
+    map (dead) or restarted after the intent's time, the run may have started there and died
+    with the node, so launching it again could run it twice: the attempt is recorded as lost
+    instead and the job's retries decide. Without the map (one server) this rule is off.
     """
     actions: list[Action] = []
     for intent in intents:
@@ -66,6 +74,21 @@ def settle(
             continue
         if executions:
             actions.append(_after_executions(intent, job, executions))
+            continue
+        lost = _lost_node(intent, nodes_up_since)
+        if lost is not None:
+            actions.append(
+                Action(
+                    LOST,
+                    group,
+                    name,
+                    scheduled_ns=intent["scheduled_ns"],
+                    attempt=intent.get("attempt", 1),
+                    node=lost,
+                    reason=f"node {lost} failed or restarted before reporting this run",
+                    job=job,
+                )
+            )
             continue
         if intent["cause"] in TIMED_CAUSES and intent["scheduled_ns"] >= now_ns - late_grace_ns:
             actions.append(
@@ -85,6 +108,17 @@ def settle(
                 )
             )
     return actions
+
+
+def _lost_node(intent: dict, nodes_up_since: Mapping[str, int] | None) -> str | None:
+    """The first node chosen for the intent that cannot vouch it never started the run."""
+    if nodes_up_since is None:
+        return None
+    for node in intent.get("nodes") or []:
+        since = nodes_up_since.get(node)
+        if since is None or since > intent["created_ns"]:
+            return node
+    return None
 
 
 def _after_executions(intent: dict, job: dict, executions: list[dict]) -> Action:
