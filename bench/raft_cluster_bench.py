@@ -112,7 +112,10 @@ def run_cluster(kind: str, args, base: str) -> dict:
         leader = find_leader(kind, workers)
         follower = next(w for w in workers if w is not leader)
         leader.ask(cmd="latency", n=50)  # warm-up: connections, first entries
-        out = leader.ask(cmd="throughput", outstanding=args.outstanding, seconds=args.seconds)
+        follower.ask(cmd="latency", n=50)
+        out = {"ops": 0, "elapsed": 1.0, "failed": 0}
+        if not args.latency_only:
+            out = leader.ask(cmd="throughput", outstanding=args.outstanding, seconds=args.seconds)
         lat_leader = leader.ask(cmd="latency", n=args.latency_n)["lat_ms"]
         lat_follower = follower.ask(cmd="latency", n=args.latency_n)["lat_ms"]
         fsyncs = []
@@ -279,6 +282,10 @@ def restart_benches(base: str, entries: int) -> None:
 def print_result(label: str, r: dict, outstanding: int) -> None:
     print(f"{label} {r['ops_per_s']:9.0f} writes/s with {outstanding} in flight", end="")
     print(f" ({r['failed']} failed)")
+    print_latency(r)
+
+
+def print_latency(r: dict) -> None:
     print(
         f"  sequential client on leader:   p50 {r['leader_p50']:.2f} ms  "
         f"p99 {r['leader_p99']:.2f} ms"
@@ -317,6 +324,11 @@ def main() -> None:
     parser.add_argument(
         "--no-fsync", action="store_true", help="our servers skip fsync (software share only)"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the sequential-client latencies of our cluster (quick; for profiling)",
+    )
     args = parser.parse_args()
     if args.no_fsync:
         os.environ["BENCH_FSYNC"] = "0"
@@ -333,21 +345,28 @@ def main() -> None:
         label = "ours, fsync OFF:                          "
         if not args.no_fsync:
             label = "ours, fsync on:                           "
-        print_result(label, ours, args.outstanding)
+        if args.latency_only:
+            print(label.strip())
+            print_latency(ours)
+        else:
+            print_result(label, ours, args.outstanding)
         if ours["fsync_p50"] is not None:
             print(
                 f"  the servers' own log fsyncs meanwhile: p50 {ours['fsync_p50']:.2f} ms  "
                 f"p99 {ours['fsync_p99']:.2f} ms"
             )
-        if not args.skip_pysyncobj:
+        if args.latency_only:
+            pass
+        elif not args.skip_pysyncobj:
             try:
                 import pysyncobj  # noqa: F401
             except ImportError:
                 print("pysyncobj is not installed (pip install pysyncobj): skipped")
             else:
                 compare_pysyncobj(args, base, ours)
-        catchup_bench(base, args.behind, args.latency_n)
-        restart_benches(base, args.restart_entries)
+        if not args.latency_only:
+            catchup_bench(base, args.behind, args.latency_n)
+            restart_benches(base, args.restart_entries)
         load = os.getloadavg()
         print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     finally:

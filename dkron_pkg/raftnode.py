@@ -66,7 +66,14 @@ from .raft_envelope import (
     read_peers_file,
     unpack_snapshot,
 )
-from .raft_messages import AppendResponse, DecodeError, EntryKind, SnapshotMeta, decode
+from .raft_messages import (
+    AppendEntries,
+    AppendResponse,
+    DecodeError,
+    EntryKind,
+    SnapshotMeta,
+    decode,
+)
 from .raft_sender import PeerSender
 from .raft_storage import FileStorage
 from .raftlog import (
@@ -894,8 +901,23 @@ class RaftReplicator:
         is fully committed), a ReadIndex round sends heartbeats that carry it at once (each
         follower is told the commit up to what it has acknowledged), so a follower's forwarded
         write is applied there without waiting for the heartbeat timer. Only done while
-        forwarded writes are in flight: nobody else waits on a follower's commit index."""
+        forwarded writes are in flight: nobody else waits on a follower's commit index.
+
+        A heartbeat tells a follower the commit only up to what it has acknowledged, so a
+        follower whose acknowledgement is still on its way (often the one that forwarded the
+        write: the other follower acknowledged first) would wait one more round trip. Such a
+        follower, which was sent the entries up to the commit, gets an empty AppendEntries
+        instead: it follows them on the same connection, and the follower checks the log
+        matches at the commit index before it commits (if it does not hold them, it refuses
+        and the leader probes, as after any lost append)."""
         if node.last_index == node.commit_index:
+            commit = node.commit_index
+            commit_term = node.term_at(commit)
+            for peer, progress in node.status()["peers"].items():
+                if progress["match"] < commit < progress["next"] and commit_term is not None:
+                    self._sender.send(
+                        AppendEntries(node.term, self.id, peer, commit, commit_term, commit)
+                    )
             node.read_index(COMMIT_NOTICE)
             while node.has_ready():
                 self._handle_ready(node, node.ready())

@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import os
+import queue
 import socket
 import ssl
 import struct
@@ -145,6 +146,43 @@ def _encode_call(req_id: int, method: str, args: Any) -> bytes:
     return json.dumps({"id": req_id, "m": method, "a": args}, separators=(",", ":")).encode()
 
 
+class _Workers:
+    """Threads for calls that may block: a call goes to an idle thread when there is one and
+    to a new thread otherwise (never queued behind another call). Threads stay idle for a
+    while before they exit, so a busy node does not start a thread per call, which costs a
+    thread start and a wait for it on the connection's reader."""
+
+    def __init__(self, name: str, idle_seconds: float = 30.0):
+        self.name = name
+        self.idle_seconds = idle_seconds
+        self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def run(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1
+                self._tasks.put(task)
+                return
+        threading.Thread(target=self._work, args=(task,), name=self.name, daemon=True).start()
+
+    def _work(self, task: Callable[[], None]) -> None:
+        while True:
+            task()
+            with self._lock:
+                self._idle += 1
+            while True:
+                try:
+                    task = self._tasks.get(timeout=self.idle_seconds)
+                    break
+                except queue.Empty:
+                    with self._lock:  # tasks are put under this lock: none is left behind
+                        if self._tasks.empty():
+                            self._idle -= 1
+                            return
+
+
 class RpcServer:
     """Accepts connections and dispatches frames to `handler` (calls) and `on_raft` (bytes)."""
 
@@ -166,6 +204,7 @@ class RpcServer:
         self._stop = threading.Event()
         self._conns: set[_Channel] = set()
         self._lock = threading.Lock()
+        self._workers = _Workers("rpc-call")
         self._thread = threading.Thread(target=self._accept_loop, name="rpc-accept", daemon=True)
 
     def start(self) -> RpcServer:
@@ -219,11 +258,12 @@ class RpcServer:
                     except (ValueError, KeyError, TypeError):
                         raise FrameError("malformed call") from None
                     if kind == KIND_CALL:
-                        threading.Thread(
-                            target=self._answer,
-                            args=(chan, msg.get("id"), method, args, peer),
-                            daemon=True,
-                        ).start()
+                        req_id = msg.get("id")
+                        self._workers.run(
+                            lambda c=chan, i=req_id, m=method, a=args: self._answer(
+                                c, i, m, a, peer
+                            )
+                        )
                     else:
                         self._run(method, args, peer)
                 else:
