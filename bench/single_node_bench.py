@@ -254,6 +254,7 @@ def main() -> None:
         )
 
         # A burst: 1,000 jobs due in the same second.
+        floors = [spawn_floor(args.burst)]
         burst_names = [f"burst-{i:04d}" for i in range(args.burst)]
         due = int(time.time()) + 8 + args.burst // 200
         hh, mm, ss = time.strftime("%H %M %S", time.gmtime(due)).split()
@@ -279,7 +280,8 @@ def main() -> None:
             if len(burst) >= args.burst:
                 break
             time.sleep(0.5)
-        floor = spawn_floor(args.burst)
+        floors += [spawn_floor(args.burst), spawn_floor(args.burst)]
+        floor = sorted(floors)[1]  # the median of three: one before the burst, two after
         ratio = pct(burst, 99) / (floor * 1000)
         print(
             f"burst of {args.burst} due together: n={len(burst)} p50 {pct(burst, 50):.0f} ms, "

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -26,11 +25,9 @@ def yield_to_spawns() -> None:
     Bookkeeping can wait a moment (launch intents were committed ahead of time); a run
     starting late cannot be made up.
     """
-    from dkron_pkg.executors.shell import SPAWNER
+    from dkron_pkg.executors.spawner import SPAWNER
 
-    deadline = time.monotonic() + YIELD_MAX_SECONDS
-    while SPAWNER.pending() > 0 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    SPAWNER.wait_quiet(YIELD_MAX_SECONDS)
 
 
 class Committer:

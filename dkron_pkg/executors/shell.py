@@ -10,16 +10,13 @@ import base64
 import binascii
 import json
 import os
-import queue
 import re
 import shlex
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
 
 from dkron_pkg import osdeps
 from dkron_pkg.durations import format_duration, parse_duration
@@ -31,12 +28,13 @@ from dkron_pkg.executors.base import (
     non_string_keys,
     parse_go_bool,
     safe_emit,
-    wait_for_start,
 )
+from dkron_pkg.executors.spawner import SPAWNER
 from dkron_pkg.executors.watchdog import WATCHDOG, Watch
 
 STOPPED_MESSAGE = "shell: execution stopped by request"
 _READ_SIZE = 65_536
+_BURST_YIELD_SECONDS = 2.0
 _PIPE_BUFFER = 4096  # payloads this small always fit an empty pipe, so are written inline
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?b?)\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -230,44 +228,6 @@ class _Outcome:
         return self.proc.wait()
 
 
-class _Spawner:
-    """One thread starts every process, back to back.
-
-    When a thousand runs are due in the same second, forking from a thousand threads makes
-    them queue for the interpreter between every spawn; one thread that takes the requests in
-    order spawns as fast as the machine can (close to `bench/burst_runner.py`'s floor).
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def pending(self) -> int:
-        """Spawns waiting their turn (a burst in progress when above zero)."""
-        return self._queue.qsize()
-
-    def popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="spawner", daemon=True)
-                self._thread.start()
-        fut: Future = Future()
-        self._queue.put((args, kwargs, fut))
-        return fut.result()
-
-    def _loop(self) -> None:
-        while True:
-            args, kwargs, fut = self._queue.get()
-            try:
-                fut.set_result(subprocess.Popen(*args, **kwargs))
-            except (OSError, ValueError, TypeError) as exc:  # the caller reports it
-                fut.set_exception(exc)
-
-
-SPAWNER = _Spawner()
-
-
 class ShellExecutor:
     """Runs `command` directly or through /bin/sh, with Dkron's shell plugin options."""
 
@@ -299,10 +259,8 @@ class ShellExecutor:
         env = dict(os.environ)
         env.update(cfg.env)
         env["ENV_JOB_NAME"] = job_name
-        if not wait_for_start(start_at_ns, cancel):
-            return _failed(STOPPED_MESSAGE)
         try:
-            proc = SPAWNER.popen(
+            spawned = SPAWNER.popen(
                 cfg.argv,
                 stdin=subprocess.PIPE if cfg.payload is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -312,12 +270,17 @@ class ShellExecutor:
                 bufsize=0,
                 **osdeps.new_group_popen_kwargs(),
                 **extra,
+                start_at_ns=start_at_ns,
+                cancel=cancel,
             )
         except OSError as exc:
             return _failed(_spawn_error(exc, cfg.argv, cfg.cwd))
         except ValueError as exc:  # e.g. a NUL byte that slipped past validation
             return _failed(f"shell: cannot start the command: {exc}")
-        started_ns = time.time_ns()
+        if spawned is None:
+            return _failed(STOPPED_MESSAGE)
+        proc, started_ns = spawned
+        SPAWNER.wait_quiet(_BURST_YIELD_SECONDS)  # the rest of a burst starts first
         outcome = _Outcome(proc)
         watch = Watch(cancel=cancel, on_cancel=lambda: outcome.kill("stopped"))
         if cfg.timeout is not None:
