@@ -677,7 +677,18 @@ class Agent:
         return result
 
     def run_now(self, name: str) -> Result:
-        return self.run_cause(name, "manual")
+        """A manual run is launched by the leader, like a scheduled one, wherever it is asked.
+
+        The leader then owns the intent, the dispatch and the settling after a failover.
+        """
+        leader = self.cluster.leader_addr() if self.cluster is not None else None
+        if self.cluster is None or self.is_leader() or not leader or leader == self.rpc_addr:
+            return self.run_cause(name, "manual")
+        try:
+            answer = self.rpc_client.call(leader, "leader.run_now", {"name": name}, timeout=10)
+        except RpcError as e:
+            return Result(False, f"run not started: the leader could not be reached: {e}", 503)
+        return Result(bool(answer["ok"]), str(answer.get("error", "")), int(answer["status"]))
 
     def delete_executions(self, name: str) -> Result:
         return self.committer.submit([{"op": "delete_executions", "name": name}])[0]
@@ -821,6 +832,11 @@ class Agent:
             return [ex["id"] for ex in self.runner.busy()] + self.reporter.undelivered()
         if method == "agent.groups":
             return self.runner.known_groups()
+        if method == "leader.run_now":
+            if not self.is_leader():
+                return {"ok": False, "error": "not the leader any more: retry", "status": 503}
+            result = self.run_cause(str(args["name"]), "manual")
+            return {"ok": result.ok, "error": result.error, "status": result.status}
         if method == "leader.execution_output":
             self.remote.output(str(args["id"]), decode_chunk(args))
             return None

@@ -182,3 +182,37 @@ def test_five_servers_lose_two_and_keep_serving(tmp_path):
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_run_now_through_a_follower_is_launched_by_the_leader(tmp_path):
+    nodes = start_cluster(tmp_path)
+    try:
+        name = leader_of(nodes[0])
+        leader = next(n for n in nodes if leader_of_name(n) == name)
+        follower = next(n for n in nodes if n is not leader)
+        c = follower.client
+        job = shell_job("manual-via-follower", "echo ran", tags={"role": "dkron:1"})
+        assert c.post("/v1/jobs", job).status == 201
+        assert c.post("/v1/jobs/manual-via-follower/run").status == 202
+        done = c.wait_for(
+            lambda: [
+                e
+                for e in c.get("/v1/jobs/manual-via-follower/executions").json()
+                if not e["finished_at"].startswith("0001")
+            ],
+            timeout=30,
+        )
+        assert len(done) == 1 and done[0]["success"] is True
+        # The leader recorded the launch and dispatched it; the follower only passed it on.
+        launches = [
+            ln for ln in leader.log().splitlines() if "launch" in ln and "manual-via-follower" in ln
+        ]
+        assert launches, "the leader did not launch the manual run"
+        assert not [
+            ln
+            for ln in follower.log().splitlines()
+            if " launch" in ln and "manual-via-follower" in ln
+        ]
+    finally:
+        for node in nodes:
+            node.stop()
