@@ -1,6 +1,10 @@
 """Outgoing Raft messages: one queue and one thread per peer, so a slow or dead peer never
 blocks the Raft loop or the other peers.
 
+When a peer's queue is empty and its connection can take a message without blocking, the
+message is sent at once from the caller (`send_now`): one thread hand-off less per message
+on the write path. Otherwise it is queued, and order per peer is kept either way.
+
 Delivery is best effort (Raft retries by itself). After a failed send the peer is skipped for a
 short back-off, and whatever was queued for it meanwhile is dropped and counted.
 """
@@ -28,16 +32,26 @@ class PeerSender:
         self,
         send: Callable[[str, bytes], bool],
         address_of: Callable[[str], str | None],
+        send_now: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         self._send = send
+        self._send_now = send_now
         self._address_of = address_of
         self._queues: dict[str, queue.SimpleQueue] = {}
+        self._pending: dict[str, int] = {}  # queued or being sent by the peer's thread
         self._lock = threading.Lock()
         self._closed = False
         self.dropped: Counter[str] = Counter()
         self.sent = 0
 
     def send(self, msg: Message) -> None:
+        """Send or queue `msg`; call from one thread only (the Raft loop), which keeps the
+        per-peer order between messages sent at once and queued ones."""
+        if self._send_now is not None and not self._pending.get(msg.dst):
+            addr = self._address_of(msg.dst)
+            if addr is not None and self._send_now(addr, encode(msg)):
+                self.sent += 1
+                return
         q = self._queues.get(msg.dst)
         if q is None:
             with self._lock:
@@ -53,6 +67,8 @@ class PeerSender:
                         name=f"raft-send-{msg.dst}",
                         daemon=True,
                     ).start()
+        with self._lock:
+            self._pending[msg.dst] = self._pending.get(msg.dst, 0) + 1
         q.put(msg)
 
     def _run(self, peer: str, q: queue.SimpleQueue) -> None:
@@ -61,18 +77,26 @@ class PeerSender:
             msg = q.get()
             if msg is None:
                 return
-            if time.monotonic() < down_until:
-                self.dropped["peer unreachable (back-off)"] += 1
-                continue
-            addr = self._address_of(peer)
-            if addr is None:
-                self.dropped["no address known for peer"] += 1
-                continue
-            if self._send(addr, encode(msg)):
-                self.sent += 1
-            else:
-                self.dropped["send failed"] += 1
-                down_until = time.monotonic() + BACKOFF_S
+            try:
+                down_until = self._deliver(msg, down_until)
+            finally:
+                with self._lock:
+                    self._pending[peer] -= 1
+
+    def _deliver(self, msg: Message, down_until: float) -> float:
+        """Send one queued message; returns the (possibly new) end of the peer's back-off."""
+        if time.monotonic() < down_until:
+            self.dropped["peer unreachable (back-off)"] += 1
+            return down_until
+        addr = self._address_of(msg.dst)
+        if addr is None:
+            self.dropped["no address known for peer"] += 1
+            return down_until
+        if self._send(addr, encode(msg)):
+            self.sent += 1
+            return down_until
+        self.dropped["send failed"] += 1
+        return time.monotonic() + BACKOFF_S
 
     def close(self) -> None:
         with self._lock:

@@ -227,7 +227,7 @@ class RaftReplicator:
         self._failed: BaseException | None = None
         self._storage: FileStorage | None = None
         self._node: RaftNode | None = None
-        self._sender = PeerSender(self.rpc.send_raft, self._address_of)
+        self._sender = PeerSender(self.rpc.send_raft, self._address_of, self.rpc.send_raft_now)
         self._started = False
 
     # ----- start and stop ----------------------------------------------------------------------

@@ -47,6 +47,7 @@ TAG = 32
 MAX_FRAME = 64 * 1024 * 1024
 KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT = 1, 2, 3, 4
 _HEAD = struct.Struct(">IBQ")  # length (of kind..end), kind, sequence
+_DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 
 Handler = Callable[[str, Any, str], Any]  # (method, args, peer address) -> result
 
@@ -94,6 +95,44 @@ class _Channel:
             tag = self._tag(self.out_dir, kind, self.send_seq, payload)
             head = _HEAD.pack(1 + 8 + len(payload) + len(tag), kind, self.send_seq)
             self.sock.sendall(head + payload + tag)
+
+    def send_nowait(self, kind: int, payload: bytes) -> bool:
+        """Send a frame only if that cannot block this thread; False when it was not sent.
+
+        Used by the Raft loop, which must never wait for a slow peer. If the socket takes only
+        part of the frame, a helper thread sends the rest, holding the send lock until done so
+        no other frame interleaves. Plain TCP only (a TLS stream always reports False)."""
+        if _DONTWAIT is None or not isinstance(self.sock, socket.socket):
+            return False
+        if not self.send_lock.acquire(blocking=False):
+            return False
+        handed_off = False
+        try:
+            seq = self.send_seq + 1
+            tag = self._tag(self.out_dir, kind, seq, payload)
+            frame = _HEAD.pack(1 + 8 + len(payload) + len(tag), kind, seq) + payload + tag
+            try:
+                sent = self.sock.send(frame, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return False
+            self.send_seq = seq
+            if sent < len(frame):
+                threading.Thread(
+                    target=self._finish_send, args=(frame[sent:],), name="rpc-send", daemon=True
+                ).start()
+                handed_off = True
+            return True
+        finally:
+            if not handed_off:
+                self.send_lock.release()
+
+    def _finish_send(self, rest: bytes) -> None:
+        try:
+            self.sock.sendall(rest)
+        except OSError:
+            self.close()  # half a frame went out: the stream is unusable
+        finally:
+            self.send_lock.release()
 
     def recv(self) -> tuple[int, bytes]:
         head = _read_exact(self.sock, _HEAD.size)
@@ -434,6 +473,19 @@ class RpcClient:
             conn.chan.send(KIND_RAFT, data)
             return True
         except (RpcError, OSError):
+            return False
+
+    def send_raft_now(self, addr: str, data: bytes) -> bool:
+        """Send a Raft message at once if a connection is up and that cannot block; False
+        otherwise (the caller then queues it for `send_raft`)."""
+        with self._lock:
+            conn = self._conns.get(addr)
+        if conn is None or not conn.alive:
+            return False
+        try:
+            return conn.chan.send_nowait(KIND_RAFT, data)
+        except OSError:
+            conn.alive = False
             return False
 
     def close(self) -> None:

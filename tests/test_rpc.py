@@ -176,3 +176,63 @@ def test_decode_key():
         rpc.decode_key("not base64!")
     with pytest.raises(ValueError, match="16, 24 or 32"):
         rpc.decode_key(base64.b64encode(b"short").decode())
+
+
+def test_raft_frames_sent_at_once_or_queued_arrive_whole_and_in_order():
+    """The Raft loop's no-wait sends: when a slow reader fills the socket, the rest of a frame
+    is finished by a helper and later frames wait for it, so none is torn or reordered."""
+    got: list[bytes] = []
+    slow = threading.Event()
+
+    def on_raft(data, peer):
+        if slow.is_set():
+            time.sleep(0.002)
+        got.append(data)
+
+    srv = rpc.RpcServer("127.0.0.1", 0, KEY, lambda m, a, p: a, on_raft).start()
+    client = rpc.RpcClient(KEY)
+    try:
+        assert not client.send_raft_now(addr(srv), b"no connection yet: not sent")
+        assert client.call(addr(srv), "echo", 1) == 1  # now connected
+        slow.set()
+        frames = [i.to_bytes(4, "big") + os.urandom(200_000) for i in range(60)]
+        now = 0
+        for frame in frames:
+            if client.send_raft_now(addr(srv), frame):
+                now += 1
+            else:
+                assert client.send_raft(addr(srv), frame)
+        assert now >= 1
+        assert wait_until(lambda: len(got) == len(frames), timeout=30)
+        assert got == frames
+    finally:
+        client.close()
+        srv.stop()
+
+
+def test_calls_that_block_never_hold_up_other_calls():
+    """Each call runs on its own thread (idle ones are reused): a call waiting for another
+    one to arrive does not deadlock."""
+    gate = threading.Event()
+
+    def handler(method, args, peer):
+        if method == "wait":
+            return gate.wait(10)
+        gate.set()
+        return "opened"
+
+    srv = rpc.RpcServer("127.0.0.1", 0, KEY, handler).start()
+    client = rpc.RpcClient(KEY)
+    try:
+        for _ in range(3):  # the second and third rounds run on reused threads
+            gate.clear()
+            waiting = []
+            t = threading.Thread(target=lambda w=waiting: w.append(client.call(addr(srv), "wait")))
+            t.start()
+            time.sleep(0.05)
+            assert client.call(addr(srv), "open") == "opened"
+            t.join(10)
+            assert waiting == [True]
+    finally:
+        client.close()
+        srv.stop()
