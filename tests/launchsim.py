@@ -1,20 +1,26 @@
 """Seeded simulation of a cluster running jobs: Raft servers, job-running agents, faults.
 
 One seed drives everything. Servers run the real Raft core (`raftlog.RaftNode`) over
-raftsim's crash-aware `SimStorage`, and each applies committed entries to its own real job
-`Store` (in-memory SQLite). The leader drives launches the way `agent.Agent` does:
+raftsim's crash-aware `SimStorage` (a crash loses what was not fsynced), and each applies
+committed entries to its own real job `Store` (in-memory SQLite). The leader drives launches
+the way `agent.Agent` does, with the launch protocol this simulation showed to be needed:
 
 - on winning an election it waits until it has applied everything up to its own term's first
-  commit (the barrier), rebuilds a `SchedulerCore` from the store, starts scheduling, and then
-  settles the open intents with `launch_settle.settle`, after asking every live agent which
-  launch groups it runs or ran (`agent.groups`);
-- it commits launch intents `lookahead_ms` ahead of their time and, once an intent is
-  committed, dispatches it `dispatch_lead_ms` early to targets chosen by `select_targets`
-  over live members (an unreachable target is swapped for another qualifying node);
-- it commits `execution_started` when an agent answers, `execution_done` when an agent
-  reports an end (acknowledging only after the commit), follows the store's retry follow-ups,
-  reconciles "running" executions with the agents every `reconcile_ms`, and commits
-  `abandon_running` for a node the failure detector declares dead.
+  commit (the barrier), rebuilds a `SchedulerCore` from the store and starts scheduling; then
+  it settles the intents that were open when it took over with `launch_settle.settle`, after
+  every live agent has said which launch groups it runs or ran and when it (re)started
+  (`agent.groups`; while a live agent cannot be asked, settlement waits and asks again);
+- it commits launch intents `lookahead_ms` ahead, each naming the agents chosen for it by
+  `select_targets`, and dispatches attempt 1 `dispatch_lead_ms` early to those agents only;
+- every `agent.run`/`agent.groups` call carries the leader's Raft term and an agent refuses a
+  term older than one it has seen (fencing a deposed leader); a deposed leader drops its
+  in-flight launches; an unanswered `agent.run` (the run may have started) is confirmed with
+  the agent before anything else happens, and an unreachable one is recorded as a failed
+  attempt so that the job's retries decide;
+- it commits `execution_started` when an agent answers and `execution_done` when an agent
+  reports an end (acknowledging only after the commit), follows the store's retry follow-ups
+  (never sending the same attempt twice), reconciles "running" executions with the agents
+  every `reconcile_ms`, and commits `abandon_running` for a node declared dead.
 
 Agents run fake jobs: a process starts at its scheduled time, lasts a seeded duration, fails
 sometimes and sometimes hangs until a user stops it. An agent reports the end to the server
@@ -22,24 +28,26 @@ that asked, then to every other server, retrying with backoff until a leader ack
 A crashed agent loses its processes and its memory. A node crashed for `detect_ms` is
 declared dead (the failure detector's verdict); partitions alone never declare a node dead.
 
-Faults during the chaos phase: leader and server crashes (losing what was not fsynced),
-restarts, partitions (one side, a pair, an isolated leader), agent crashes and restarts,
-message loss and delay. Then a quiet phase: network healed, every node restarted, hanging
-runs stopped by the user, no faults.
+Phases: warm-up (a leader creates the jobs), chaos (leader and server crashes, crashes before
+an fsync, restarts, partitions of every shape including an isolated leader, agent crashes and
+restarts, lossy spells; every partition and spell heals after a while), quiet (network healed,
+every node restarted, hanging runs stopped by the user), drain (the user pauses scheduling so
+every run ends and reports).
 
 Checks (`check()`, raising `LaunchViolation` naming the seed):
 (a) at most once: no (job, scheduled time) has two processes started for attempt 1;
 (b) run-once jobs: every *covered* scheduled time T ran exactly once: one attempt-1
     process, or none and a retry's process (its first attempt never reached a process). T
-    is covered when, for the whole window [T - lookahead - 500 ms, T + late_grace + 1500 ms],
-    a majority of servers was up and pairwise connected (both directions) and at least one
-    agent was up and connected both ways to every server of that majority;
-(c) after the quiet phase no committed execution is "running" on a node that was declared
-    dead, and none is running at all once every agent is idle with nothing left to report;
+    is covered when, for the whole window [T - lookahead - 200 ms, T + late_grace + 1000 ms],
+    no lossy spell was on, a majority of servers was up and pairwise connected (both ways)
+    and at least one agent was up and connected both ways to every server of that majority;
+(c) after the drain no committed execution that started on a node before that node was
+    declared dead is still "running", and none is running at all once every agent is idle
+    with nothing left to report;
 (d) a `forbid` job never has two processes alive at the same moment, on any agents.
 The same seed gives the same trace digest. `broken` switches on a deliberately wrong driver
-("dispatch_before_commit", "no_settle", "no_abandon", "allow_overlap") so tests can show that
-each check can fail.
+("dispatch_before_commit", "no_settle", "no_abandon": neither the failure detector's verdict
+nor reconciliation fails a lost run) so tests can show that each check can fail.
 """
 
 from __future__ import annotations
@@ -51,6 +59,8 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from itertools import combinations
 from typing import Any
 
 from raftsim import SimStorage
@@ -66,7 +76,7 @@ from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
 MS = 1_000_000
 SECOND = 1_000_000_000
 BASE_NS = 1_767_225_600 * SECOND  # the simulated clock starts on a whole second
-BROKEN_MODES = ("dispatch_before_commit", "no_settle", "no_abandon", "allow_overlap")
+BROKEN_MODES = ("dispatch_before_commit", "no_settle", "no_abandon")
 
 
 class LaunchViolation(AssertionError):
@@ -80,15 +90,15 @@ class LaunchSimConfig:
     servers: int = 3
     agents: int = 2
     jobs: int = 6
-    warmup_ms: int = 1200
-    chaos_ms: int = 6000
-    quiet_ms: int = 4000
-    drain_ms: int = 3000
-    tick_ms: int = 10
+    warmup_ms: int = 1000
+    chaos_ms: int = 4500
+    quiet_ms: int = 4500
+    drain_ms: int = 2500
+    tick_ms: int = 20
     drop: float = 0.03  # message loss during a lossy spell (a fault); none outside them
     delay_min_ms: int = 1
     delay_max_ms: int = 6
-    fault_every_ms: tuple[int, int] = (200, 800)
+    fault_every_ms: tuple[int, int] = (200, 1200)
     crash_before_fsync: float = 0.002
     detect_ms: int = 800
     late_grace_ms: int = 1500
@@ -108,7 +118,7 @@ class LaunchSimConfig:
     def from_seed(cls, seed: int) -> LaunchSimConfig:
         rng = random.Random(seed ^ 0x1A7C)
         return cls(
-            servers=rng.choice((3, 3, 5)),
+            servers=rng.choice((3, 3, 3, 3, 3, 5)),
             drop=rng.choice((0.01, 0.03, 0.1)),
             delay_max_ms=rng.choice((4, 10, 25)),
         )
@@ -151,6 +161,7 @@ class SimServer:
         self.scheduling = False
         self.core = SchedulerCore()
         self.ready: list[tuple[int, int, str]] = []
+        self.retries_sent: set[tuple[int, int]] = set()
         self.incarnation = 0
         self.reconcile_at = 0
 
@@ -198,6 +209,7 @@ class LaunchSim:
         self.chaos = False
         self.lossy = False
         self.draining = False
+        self.partition_id = 0
         self.calls: dict[int, tuple[str, int, Callable[[bool, Any], None]]] = {}
         self.call_seq = 0
         self.down_since: dict[str, int] = {}
@@ -319,9 +331,10 @@ class LaunchSim:
     def leader(self) -> SimServer | None:
         best = None
         for server in self.servers.values():
-            if server.alive and server.raft.role == Role.LEADER:
-                if best is None or server.raft.term > best.raft.term:
-                    best = server
+            if not (server.alive and server.raft.role == Role.LEADER):
+                continue
+            if best is None or server.raft.term > best.raft.term:
+                best = server
         return best
 
     # ----- network --------------------------------------------------------------------------
@@ -411,6 +424,7 @@ class LaunchSim:
         server.leader = server.scheduling = False
         server.core = SchedulerCore()
         server.ready = []
+        server.retries_sent = set()
         inc = server.incarnation
         self.at(
             self.now + self.rng.randint(1, self.cfg.tick_ms),
@@ -540,6 +554,7 @@ class LaunchSim:
         server.scheduling = False
         server.core = SchedulerCore()
         server.ready = []
+        server.retries_sent = set()
         lost, server.proposals = server.proposals, {}
         inc = server.incarnation
         for cb in lost.values():
@@ -564,13 +579,13 @@ class LaunchSim:
                 self._become_leader(server)
             return
         self._schedule(server)
-        if self.now >= server.reconcile_at:
+        if self.now >= server.reconcile_at and self.cfg.broken != "no_abandon":
             server.reconcile_at = self.now + self.cfg.reconcile_ms
             self._reconcile(server)
 
     def _become_leader(self, server: SimServer) -> None:
         """Barrier passed: arm the core from the store, schedule, then settle open intents."""
-        server.core = SchedulerCore(late_grace=_td(self.cfg.late_grace_ms))
+        server.core = SchedulerCore(late_grace=timedelta(milliseconds=self.cfg.late_grace_ms))
         for job in server.store.list_jobs():
             server.core.upsert(job)
         self.note(f"{server.name} scheduling; intents {len(server.store.open_intents())}")
@@ -658,6 +673,8 @@ class LaunchSim:
 
     def _carry_out(self, server: SimServer, actions: list[launch_settle.Action]) -> None:
         for action in actions:
+            if not server.alive:
+                return
             self.stats[f"settle_{action.kind}"] += 1
             self.note(f"{server.name} settle {action.job_name} g={action.group} {action.kind}")
             if action.kind == launch_settle.RETRY:
@@ -688,7 +705,11 @@ class LaunchSim:
             launches = server.core.due(horizon)
             if launches:
                 self._commit_launches(server, launches)
-        while server.ready and server.ready[0][0] - self.cfg.dispatch_lead_ms * MS <= now_ns:
+        while (
+            server.alive
+            and server.ready
+            and server.ready[0][0] - self.cfg.dispatch_lead_ms * MS <= now_ns
+        ):
             scheduled_ns, group, name = heapq.heappop(server.ready)
             self._dispatch(server, name, group, 1, scheduled_ns)
 
@@ -742,6 +763,8 @@ class LaunchSim:
     def _dispatch(
         self, server: SimServer, name: str, group: int, attempt: int, scheduled_ns: int | None
     ) -> None:
+        if not server.alive:
+            return
         job = server.store.get_job(name)
         if job is None:
             self.propose(server, [{"op": "close_intent", "group": group}], _ignore)
@@ -779,6 +802,8 @@ class LaunchSim:
         node; with none left a failed execution is recorded and the job's retries apply. An
         unanswered call (the run may have started) is first confirmed with the node, and a
         deposed leader leaves the launch to its successor."""
+        if not server.alive:
+            return
         term = server.raft.term
         args = {
             "job": job,
@@ -855,6 +880,8 @@ class LaunchSim:
         reason: str,
     ) -> None:
         """An attempt that never ran (or died with its node): failed, so retries apply."""
+        if not server.alive:
+            return
         now_ns = self.now_ns()
         stamp = format_rfc3339(ns_to_datetime(now_ns))
         failed = {
@@ -885,6 +912,10 @@ class LaunchSim:
 
         def done(results: list | None) -> None:
             on_done(results)
+            self.note(
+                f"{server.name} done {execution['id']} ok={execution['success']} -> "
+                f"{results is not None and [f['action'] for f in results[0].follow_ups]}"
+            )
             if results is not None:
                 self._follow_ups(server, results[0].follow_ups)
 
@@ -898,6 +929,9 @@ class LaunchSim:
             if f["action"] != "retry":
                 continue
             self.stats["retries_scheduled"] += 1
+            self.note(
+                f"{server.name} retry timer g={f['group']} #{f['attempt']} on {f['node_name']}"
+            )
 
             def fire(f: dict = f) -> None:
                 job = server.store.get_job(f["job_name"])
@@ -914,6 +948,18 @@ class LaunchSim:
     def _dispatch_retry(
         self, server: SimServer, job: dict, group: int, attempt: int, node: str
     ) -> None:
+        """Retry on the node that failed if alive, else on another; an attempt this leader
+        already sent or the store records (a settlement and a retry timer both asked for it)
+        is not sent again."""
+        if not server.alive:
+            return
+        if (group, attempt) in server.retries_sent or any(
+            e["group"] == group and e.get("attempt", 1) >= attempt
+            for e in server.store.executions(job["name"])
+        ):
+            self.stats["retry_already_sent"] += 1
+            return
+        server.retries_sent.add((group, attempt))
         members = self.members()
         same = [m for m in members if m["Name"] == node and m["statusText"] == "alive"]
         if not same:
@@ -941,7 +987,7 @@ class LaunchSim:
 
             def answered(ok: bool, running: Any, executions: list[dict] = executions) -> None:
                 if not ok or not server.leader or server.incarnation != inc:
-                    return
+                    return  # unreachable: the failure detector decides
                 for ex in executions:
                     if ex["id"] in running:
                         continue
@@ -1190,10 +1236,6 @@ class LaunchSim:
                 self.at(self.now + delay, f"restart {victim}", lambda: self._restart_server(server))
         elif roll < 0.40:
             self._partition()
-        elif roll < 0.52:
-            self.blocked.clear()
-            self.stats["heals"] += 1
-            self._note_health()
         elif roll < 0.70:
             agent = self.agents[self.rng.choice(sorted(self.agents))]
             if agent.alive:
@@ -1206,15 +1248,34 @@ class LaunchSim:
             leader = self.leader()
             if leader is not None:
                 self._isolate(leader.name)
-        elif roll < 0.90:
-            self.lossy = not self.lossy
-            self.stats["lossy_spells"] += self.lossy
+        elif roll < 0.90 and not self.lossy:
+            self.lossy = True
+            self.stats["lossy_spells"] += 1
             self._note_health()
+            self.at(self.now + self.rng.randint(200, 1500), "lossy-end", self._end_lossy)
         # else: a quiet interval
+
+    def _end_lossy(self) -> None:
+        self.lossy = False
+        self._note_health()
+
+    def _heal_later(self) -> None:
+        """Partitions last a while, then heal (unless another fault replaced them)."""
+        self.partition_id += 1
+        pid = self.partition_id
+
+        def heal() -> None:
+            if self.partition_id == pid and self.blocked:
+                self.blocked.clear()
+                self.stats["heals"] += 1
+                self._note_health()
+
+        self.at(self.now + self.rng.randint(200, 1500), "heal", heal)
 
     def _partition(self) -> None:
         self.stats["partitions"] += 1
         self.blocked.clear()
+        self._heal_later()
         nodes = sorted([*self.servers, *self.agents])
         style = self.rng.random()
         if style < 0.5:
@@ -1235,6 +1296,7 @@ class LaunchSim:
     def _isolate(self, victim: str) -> None:
         self.stats["isolations"] += 1
         self.blocked.clear()
+        self._heal_later()
         for other in [*self.servers, *self.agents]:
             if other != victim:
                 self.blocked.add((victim, other))
@@ -1255,7 +1317,7 @@ class LaunchSim:
 
         majority = len(self.servers) // 2 + 1
         for size in range(len(live), majority - 1, -1):
-            for group in _combinations(live, size):
+            for group in combinations(live, size):
                 if all(linked(a, b) for a in group for b in group if a < b):
                     for agent in self.agents.values():
                         if agent.alive and all(linked(agent.name, s) for s in group):
@@ -1268,8 +1330,8 @@ class LaunchSim:
             self.health.append((self.now, state))
 
     def covered(self, t_ms: int) -> bool:
-        lo = t_ms - self.cfg.lookahead_ms - 500
-        hi = t_ms + self.cfg.late_grace_ms + 1500
+        lo = t_ms - self.cfg.lookahead_ms - 200
+        hi = t_ms + self.cfg.late_grace_ms + 1000
         for i, (since, state) in enumerate(self.health):
             until = self.health[i + 1][0] if i + 1 < len(self.health) else self.end_ms + 1
             if since <= hi and until > lo and not state:
@@ -1317,7 +1379,7 @@ class LaunchSim:
         if self.jobs_created_ms is None:
             return ["(b) the jobs were never created: no leader took writes"]
         created_ns = self.created_anchor_ns()
-        settle_end = self.drain_ms - self.cfg.late_grace_ms - 1500
+        settle_end = self.drain_ms - self.cfg.late_grace_ms - 1000
         for job in self.jobs:
             if job["missed_runs"] != "once":
                 continue
@@ -1374,13 +1436,18 @@ class LaunchSim:
                 by_job[proc.job["name"]].append(proc)
         for name, procs in sorted(by_job.items()):
             procs.sort(key=lambda p: p.start_ms)
-            for a, b in zip(procs, procs[1:], strict=False):
-                end = a.end_ms if a.end_ms is not None else self.end_ms + 1
+            latest = procs[0]  # the earlier run that ends last so far
+            for b in procs[1:]:
+                end = latest.end_ms if latest.end_ms is not None else self.end_ms + 1
                 if b.start_ms < end:
                     out.append(
                         f"(d) forbid job {name}: run {b.execution['id']} started at "
-                        f"{b.start_ms} ms while {a.execution['id']} ran ({a.start_ms}-{end} ms)"
+                        f"{b.start_ms} ms while {latest.execution['id']} ran "
+                        f"({latest.start_ms}-{end} ms)"
                     )
+                b_end = b.end_ms if b.end_ms is not None else self.end_ms + 1
+                if b_end > end:
+                    latest = b
         return out
 
     def check(self) -> Outcome:
@@ -1392,19 +1459,8 @@ class LaunchSim:
 
 
 def run_seed(seed: int, cfg: LaunchSimConfig | None = None) -> Outcome:
+    """Play one seed and report its violations (empty when every property held)."""
     return LaunchSim(seed, cfg).run()
-
-
-def _combinations(items: list[str], size: int) -> list[tuple[str, ...]]:
-    from itertools import combinations
-
-    return list(combinations(items, size))
-
-
-def _td(ms: int):  # noqa: ANN202 - a timedelta
-    from datetime import timedelta
-
-    return timedelta(milliseconds=ms)
 
 
 def _rel(ns: int) -> str:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from dkron_pkg.launch_settle import CLOSE, DISPATCH_NOW, REQUEUE, RETRY, SKIPPED, Action, settle
+from dkron_pkg.launch_settle import (
+    CLOSE,
+    DISPATCH_NOW,
+    LOST,
+    REQUEUE,
+    RETRY,
+    SKIPPED,
+    Action,
+    settle,
+)
 
 SECOND = 1_000_000_000
 NOW = 1_000 * SECOND
@@ -88,3 +97,27 @@ def test_each_intent_is_settled_on_its_own() -> None:
         known={3},
     )
     assert [(a.group, a.kind) for a in actions] == [(1, CLOSE), (2, DISPATCH_NOW)]
+
+
+def test_intent_whose_node_died_is_recorded_lost_not_launched_again() -> None:
+    jobs = {"backup": {"missed_runs": "once"}}
+    chosen = {**intent(1, at=NOW - 60 * SECOND), "nodes": ["agent-2"], "created_ns": NOW - SECOND}
+    dead = decide_with_nodes([chosen], jobs, {"agent-1": 0})
+    restarted = decide_with_nodes([chosen], jobs, {"agent-2": NOW})
+    assert [(a.kind, a.node, a.attempt) for a in dead + restarted] == [
+        (LOST, "agent-2", 1),
+        (LOST, "agent-2", 1),
+    ]
+
+
+def test_intent_whose_node_was_up_all_along_follows_the_usual_rules() -> None:
+    jobs = {"backup": {"missed_runs": "once"}}
+    chosen = {**intent(1, at=NOW - 60 * SECOND), "nodes": ["agent-2"], "created_ns": NOW - SECOND}
+    actions = decide_with_nodes([chosen], jobs, {"agent-2": NOW - 3600 * SECOND})
+    assert [a.kind for a in actions] == [DISPATCH_NOW]
+
+
+def decide_with_nodes(
+    intents: list[dict], jobs: dict[str, dict], up_since: dict[str, int]
+) -> list[Action]:
+    return settle(intents, jobs.get, lambda _n, _g: [], set(), NOW, GRACE, up_since)
