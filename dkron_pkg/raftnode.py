@@ -53,7 +53,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ from .raftlog import (
     Role,
     Snapshot,
 )
-from .rpc import RpcClient, RpcError
+from .rpc import RpcClient, RpcError, answer_inline
 from .store import Result, Store
 
 log = logging.getLogger("dkron.raft")
@@ -99,6 +99,8 @@ RETRY_PAUSE_S = 0.02
 COMMIT_NOTICE = b"\0commit"
 INLINE_APPLY_BYTES = 8 * 1024
 RECENT_RESULTS = 4096  # applied entries whose results are kept for late-registering waiters
+
+answer_inline("raft.propose")  # never blocks: see RaftReplicator._place_forwarded
 
 
 class NotLeaderError(Exception):
@@ -145,7 +147,8 @@ class _Proposed(Future):
         self.deadline = deadline
         self.retry = retry
         self.index = 0
-        self.accepted: threading.Event | None = None  # set once placed in the log (forwarded)
+        # Forwarded writes: called on the Raft loop once placed, with (index, term, offset).
+        self.on_placed: Callable[[tuple[int, int, int]], None] | None = None
         self.placed: tuple[int, int, int] | None = None  # (index, term, offset in the entry)
 
 
@@ -378,10 +381,12 @@ class RaftReplicator:
     def handle_rpc(self, method: str, args: Any, peer: str) -> Any:
         """Methods "raft.*" that peers call on each other (forwarded writes, reads, joins)."""
         args = args if isinstance(args, dict) else {}
+        if method == "raft.propose":
+            return self._place_forwarded(
+                _commands_arg(method, args), float(args.get("timeout", 10))
+            )
         if method == "raft.submit":
-            commands = args.get("commands")
-            if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
-                raise RpcError("raft.submit: 'commands' must be a list of objects")
+            commands = _commands_arg(method, args)
             timeout = float(args.get("timeout", 10.0))
             hops, early = int(args.get("hops", 0)), bool(args.get("early"))
             return self._serve_forwarded_submit(commands, timeout, hops, early)
@@ -466,11 +471,39 @@ class RaftReplicator:
             if not fut.done():
                 fut.set_result(results)
 
+    def _place_forwarded(self, commands: list[dict], timeout: float) -> Future | dict:
+        """ "raft.propose", a follower's write on the leader: answers where the entry went
+        (index, term, offset) as soon as it is placed in the log; the follower applies it itself
+        and takes the results from its own store (the store is deterministic). Never blocks: it
+        runs on the RPC connection's reader thread, and the Raft loop sends the answer."""
+        if not self.is_leader():
+            return {"not_leader": self._leader}
+        self._notify_until = time.monotonic() + timeout  # the follower waits to apply it
+        answer: Future = Future()
+
+        def settle(value: dict) -> None:
+            try:
+                answer.set_result(value)
+            except InvalidStateError:  # placed, then failed later: the answer went already
+                pass
+
+        fut = _Proposed(commands, time.monotonic() + timeout, retry=False)
+        fut.on_placed = lambda p: settle({"index": p[0], "term": p[1], "offset": p[2]})
+        fut.add_done_callback(lambda _f: settle({"not_leader": self._leader}))
+        self._inbox.put(("prop", commands, fut))
+        return answer
+
     def _forward_submit(self, addr: str, commands: list[dict], deadline: float) -> list[Result]:
         remaining = deadline - time.monotonic()
-        args = {"commands": commands, "timeout": remaining, "early": True}
+        args = {"commands": commands, "timeout": remaining}
         try:
-            reply = self.rpc.call(addr, "raft.submit", args, timeout=remaining + 1.0)
+            try:
+                reply = self.rpc.call(addr, "raft.propose", args, timeout=remaining + 1.0)
+            except RpcError as exc:
+                if "unknown Raft method" not in str(exc):
+                    raise
+                args["early"] = True  # a leader of the previous version
+                reply = self.rpc.call(addr, "raft.submit", args, timeout=remaining + 1.0)
         except RpcError as exc:
             if str(exc).startswith("cannot reach"):
                 raise _Retry() from None
@@ -510,9 +543,10 @@ class RaftReplicator:
             # The follower applies the entry itself and takes the results from its own store
             # (the store is deterministic): it only needs to know where the write went.
             fut = _Proposed(commands, time.monotonic() + timeout, retry=False)
-            fut.accepted = threading.Event()
+            accepted = threading.Event()
+            fut.on_placed = lambda _placed: accepted.set()
             self._inbox.put(("prop", commands, fut))
-            while not fut.accepted.wait(0.05):
+            while not accepted.wait(0.05):
                 if fut.done() or time.monotonic() > fut.deadline:
                     return {"not_leader": self._leader}
             index, term, offset = fut.placed  # type: ignore[misc]
@@ -887,9 +921,9 @@ class RaftReplicator:
             items, offset = [], 0
             for fut, count in chunk:
                 items.append((fut, offset, count))
-                if isinstance(fut, _Proposed) and fut.accepted is not None:
+                if isinstance(fut, _Proposed) and fut.on_placed is not None:
                     fut.placed = (result.index, result.term, offset)
-                    fut.accepted.set()
+                    fut.on_placed(fut.placed)
                 offset += count
             self._add_waiter(result.index, result.term, items, deadline)
         else:
@@ -1256,6 +1290,13 @@ class RaftReplicator:
                 continue
             if isinstance(reply, dict) and "index" in reply:
                 return
+
+
+def _commands_arg(method: str, args: dict) -> list[dict]:
+    commands = args.get("commands")
+    if not isinstance(commands, list) or not all(isinstance(c, dict) for c in commands):
+        raise RpcError(f"{method}: 'commands' must be a list of objects")
+    return commands
 
 
 def _wait(fut: Future, timeout: float, what: str) -> Any:
