@@ -236,3 +236,42 @@ def test_calls_that_block_never_hold_up_other_calls():
     finally:
         client.close()
         srv.stop()
+
+
+def test_inline_methods_answer_when_their_future_completes():
+    """A method declared non-blocking runs on the reader thread and may answer later through
+    a Future; calls behind it on the same connection are not held up meanwhile."""
+    from concurrent.futures import Future
+
+    pending: list[Future] = []
+
+    def handler(method, args, peer):
+        if method == "test.later":
+            fut: Future = Future()
+            pending.append(fut)
+            return fut
+        if method == "test.later_fails":
+            fut = Future()
+            fut.set_exception(rpc.RpcError("no such luck"))
+            return fut
+        return args
+
+    rpc.answer_inline("test.later")
+    rpc.answer_inline("test.later_fails")
+    srv = rpc.RpcServer("127.0.0.1", 0, KEY, handler).start()
+    client = rpc.RpcClient(KEY)
+    try:
+        answers: list = []
+        t = threading.Thread(target=lambda: answers.append(client.call(addr(srv), "test.later")))
+        t.start()
+        assert wait_until(lambda: len(pending) == 1)
+        assert client.call(addr(srv), "echo", "meanwhile") == "meanwhile"
+        assert answers == []
+        pending[0].set_result({"index": 7})
+        t.join(10)
+        assert answers == [{"index": 7}]
+        with pytest.raises(rpc.RpcError, match="no such luck"):
+            client.call(addr(srv), "test.later_fails")
+    finally:
+        client.close()
+        srv.stop()
