@@ -1,8 +1,8 @@
 """Outgoing Raft messages: one queue and one thread per peer, so a slow or dead peer never
 blocks the Raft loop or the other peers.
 
-When a peer's queue is empty and its connection can take a message without blocking, the
-message is sent at once from the caller (`send_now`): one thread hand-off less per message
+When a peer's queue is empty and its connection can take a small message without blocking,
+the message is sent at once from the caller (`send_now`): one thread hand-off less per message
 on the write path. Otherwise it is queued, and order per peer is kept either way.
 
 Delivery is best effort (Raft retries by itself). After a failed send the peer is skipped for a
@@ -18,11 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from .raft_messages import Message, encode
+from .raft_messages import InstallSnapshot, Message, encode
 
 log = logging.getLogger("dkron.raft")
 
 BACKOFF_S = 0.1
+# Big batches (heavy load) are encoded and sent by the peer's thread, beside the Raft loop's
+# fsync; small messages, the single-writer case, go at once.
+DIRECT_MAX_ENTRIES = 8
 
 
 class PeerSender:
@@ -47,7 +50,12 @@ class PeerSender:
     def send(self, msg: Message) -> None:
         """Send or queue `msg`; call from one thread only (the Raft loop), which keeps the
         per-peer order between messages sent at once and queued ones."""
-        if self._send_now is not None and not self._pending.get(msg.dst):
+        if (
+            self._send_now is not None
+            and not self._pending.get(msg.dst)
+            and len(getattr(msg, "entries", ())) <= DIRECT_MAX_ENTRIES
+            and not isinstance(msg, InstallSnapshot)
+        ):
             addr = self._address_of(msg.dst)
             if addr is not None and self._send_now(addr, encode(msg)):
                 self.sent += 1
