@@ -584,8 +584,9 @@ def _validate_tls(cfg: Config, fail: Callable[[str, str], ConfigError]) -> None:
 
     try:
         load_tls(cfg.rpc_tls_cert, cfg.rpc_tls_key, cfg.rpc_tls_ca)
-    except ValueError as e:
-        raise fail("rpc_tls_ca" if str(e).startswith("rpc-tls-ca") else "rpc_tls_cert", str(e))
+    except ValueError as e:  # "rpc-tls-...: why": the origin below names the key already
+        flag, _, why = str(e).partition(": ")
+        raise fail("rpc_tls_ca" if flag == "rpc-tls-ca" else "rpc_tls_cert", why) from None
 
 
 # -- entry point ---------------------------------------------------------------------------------
