@@ -14,7 +14,7 @@ Both kinds answer the same commands, one JSON line each:
 - {"cmd": "quit"}
 
 "ours": a RaftReplicator with a job store, fsync on (BENCH_FSYNC=0 turns it off, to see the
-software's own share); a write is `close_intent` (one small store
+software's own share; BENCH_TLS_DIR turns on mutual TLS on the RPC port); a write is `close_intent` (one small store
 command, answered once applied on this node). "pysyncobj": a SyncObj with a replicated counter,
 in-memory journal (pysyncobj does not fsync); a write is `inc`. "pysyncobj" batches appends
 (its default period 0.1 s: its best throughput), "pysyncobj-nobatch" sends them at once (its
@@ -37,6 +37,17 @@ def reply(obj: dict) -> None:
     sys.stdout.flush()
 
 
+def _bench_tls(node_id: str):
+    """Mutual TLS when BENCH_TLS_DIR holds ca.pem and <node>.pem/<node>.key (see --tls)."""
+    folder = os.environ.get("BENCH_TLS_DIR")
+    if not folder:
+        return None
+    from dkron_pkg.rpc_tls import load_tls
+
+    path = os.path.join(folder, node_id)
+    return load_tls(path + ".pem", path + ".key", os.path.join(folder, "ca.pem"))
+
+
 class Ours:
     KEY = b"bench-cluster-key-32-bytes-long!"
 
@@ -51,19 +62,20 @@ class Ours:
         from dkron_pkg.store import Store
 
         node_id, addr, data, peers = self.args
+        tls = _bench_tls(node_id)
         self.store = Store(os.path.join(data, "store.db"))
         self.raft = RaftReplicator(
             node_id,
             addr,
             data,
             self.store,
-            RpcClient(self.KEY),
+            RpcClient(self.KEY, tls=tls),
             bootstrap=peers,
             fsync=os.environ.get("BENCH_FSYNC", "1") == "1",
         )
         host, _, port = addr.rpartition(":")
         self.server = RpcServer(
-            host, int(port), self.KEY, self.raft.handle_rpc, self.raft.on_raft_frame
+            host, int(port), self.KEY, self.raft.handle_rpc, self.raft.on_raft_frame, tls=tls
         )
         self.raft.start()
         self.server.start()

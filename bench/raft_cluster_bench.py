@@ -1,7 +1,9 @@
 """Three Raft server processes on 127.0.0.1: throughput, latency, restart time; beside pysyncobj.
 
 Run: `python3 bench/raft_cluster_bench.py [--seconds 5] [--outstanding 1000] [--latency-n 500]
-[--restart-entries 100000] [--skip-pysyncobj]` (pysyncobj: `pip install pysyncobj`).
+[--restart-entries 100000] [--skip-pysyncobj] [--tls] [--latency-only]` (pysyncobj:
+`pip install pysyncobj`). `--latency-only` runs figure 2 alone; `--tls` puts our servers'
+RPC on mutual TLS.
 
 Figures printed:
 1. committed small writes/s with many concurrent clients (K writes in flight, issued in the
@@ -177,6 +179,26 @@ def catchup_bench(base: str, behind: int, latency_n: int) -> None:
             w.stop()
 
 
+def make_certificates(folder: str) -> str:
+    """A CA and a certificate per server ("a", "b", "c") made with the openssl command."""
+    os.makedirs(folder)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=bench CA",
+            "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    with open(os.path.join(folder, "leaf.ext"), "w") as f:
+        f.write("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n")
+    for serial, node in enumerate(("a", "b", "c"), start=2):
+        openssl("req", *ec, "-keyout", f"{node}.key", "-out", f"{node}.csr", "-subj", f"/CN={node}")
+        openssl("x509", "-req", "-in", f"{node}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", str(serial), "-extfile", "leaf.ext", "-out", f"{node}.pem")  # fmt: skip
+    return folder
+
+
 def fsync_floor(base: str, n: int = 200) -> tuple[float, float]:
     path = os.path.join(base, "fsync.probe")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
@@ -325,6 +347,9 @@ def main() -> None:
         "--no-fsync", action="store_true", help="our servers skip fsync (software share only)"
     )
     parser.add_argument(
+        "--tls", action="store_true", help="our servers talk mutual TLS (certificates: openssl)"
+    )
+    parser.add_argument(
         "--latency-only",
         action="store_true",
         help="only the sequential-client latencies of our cluster (quick; for profiling)",
@@ -338,6 +363,9 @@ def main() -> None:
     )
     base = tempfile.mkdtemp(prefix="raftbench-")
     try:
+        if args.tls:
+            os.environ["BENCH_TLS_DIR"] = make_certificates(os.path.join(base, "tls"))
+            print("RPC over mutual TLS (TLS 1.3, P-256 certificates) with the cluster key on top")
         f50, f99 = fsync_floor(base)
         print(f"machine fdatasync: p50 {f50:.2f} ms  p99 {f99:.2f} ms")
         print("(a write waits for the leader's and a follower's fsyncs, which overlap)")

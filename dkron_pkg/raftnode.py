@@ -1320,6 +1320,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
 
     from .rpc import RpcServer, decode_key
+    from .rpc_tls import load_tls
 
     parser = argparse.ArgumentParser(prog="python3 -m dkron_pkg.raftnode")
     parser.add_argument("--id", required=True)
@@ -1328,21 +1329,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", action="append", default=[], help="id=ip:port (repeat)")
     parser.add_argument("--encrypt", default="", help="cluster key (base64)")
     parser.add_argument("--no-fsync", action="store_true")
+    for flag in ("cert", "key", "ca"):
+        parser.add_argument(f"--rpc-tls-{flag}", default="", help="as for `dkron agent`")
     args = parser.parse_args(argv)
     try:
         key = decode_key(args.encrypt)
+        tls = load_tls(args.rpc_tls_cert, args.rpc_tls_key, args.rpc_tls_ca)
         peers = dict(p.split("=", 1) for p in args.peer)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     peers[args.id] = args.addr
     store = Store(os.path.join(args.data, "store.db"))
-    client = RpcClient(key)
+    client = RpcClient(key, tls=tls)
     node = RaftReplicator(
         args.id, args.addr, args.data, store, client, bootstrap=peers, fsync=not args.no_fsync
     )
     host, _, port = args.addr.rpartition(":")
-    server = RpcServer(host, int(port), key, node.handle_rpc, node.on_raft_frame)
+    server = RpcServer(host, int(port), key, node.handle_rpc, node.on_raft_frame, tls=tls)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
