@@ -47,6 +47,7 @@ LOOKAHEAD = timedelta(seconds=1)  # launch intents are committed this much ahead
 DISPATCH_LEAD_NS = 250_000_000
 RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
 INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
+SETTLE_RETRY_SECONDS = 1.0  # a new leader asks unreachable live nodes again this often
 
 
 def utcnow() -> datetime:
@@ -227,10 +228,19 @@ class Agent:
         execution still running are left alone: their node reports to the new leader. The
         decision is `launch_settle.settle`; this carries its actions out.
         """
-        now_ns = time.time_ns()
         intents = self.store.open_intents()
-        if intents and self.cluster is not None:
-            skip = skip | self._groups_known_to_nodes()
+        while intents and self.cluster is not None:
+            known, unasked = self._groups_known_to_nodes()
+            if not unasked:
+                skip = skip | known
+                break
+            # A live node that cannot be asked may run one of these launches: settling now
+            # could launch it twice. Ask again until it answers or is declared failed.
+            if self._stopping.wait(SETTLE_RETRY_SECONDS) or not self.is_leader():
+                return
+            groups = {i["group"] for i in intents}
+            intents = [i for i in self.store.open_intents() if i["group"] in groups]
+        now_ns = time.time_ns()
         actions = launch_settle.settle(
             intents,
             self.store.get_job,
@@ -434,6 +444,11 @@ class Agent:
         try:
             execution = self.rpc_client.call(addr, "agent.run", args, timeout=10)
         except RpcError as e:
+            if not self.is_leader():
+                return  # a newer leader settles this launch (launch simulation finding)
+            unsure = not str(e).startswith("cannot reach")
+            if unsure and self._node_knows_group(target["Name"], addr, group):
+                return  # the request did arrive and the run goes on: its node reports the end
             tried = tried | {target["Name"]}
             others = [m for m in self.members() if m["Name"] not in tried]
             try:
@@ -475,6 +490,23 @@ class Agent:
             return
         self.remote.started(execution, addr)
         self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+
+    def _node_knows_group(self, name: str, addr: str, group: int) -> bool:
+        """After an unanswered `agent.run` the run may have started there: running it on
+        another node too would launch it twice. Ask the node, again while it cannot be
+        reached, until it answers or the failure detector declares it failed."""
+        while not self._stopping.is_set() and self.is_leader():
+            try:
+                groups = self.rpc_client.call(addr, "agent.groups", timeout=3)
+                return group in {int(g) for g in groups}
+            except (TypeError, ValueError):
+                return False
+            except RpcError:
+                pass
+            if not any(m["Name"] == name and m["statusText"] == "alive" for m in self.members()):
+                return False  # failed: whatever it ran died with it
+            self._stopping.wait(SETTLE_RETRY_SECONDS)
+        return True  # no longer leader: the new leader settles it
 
     @property
     def rpc_addr(self) -> str:
@@ -590,7 +622,16 @@ class Agent:
         timer.start()
 
     def _dispatch_retry(self, job: dict, group: int, attempt: int, node_name: str) -> None:
-        """Retry on the node that failed if it is still alive, else on another that qualifies."""
+        """Retry on the node that failed if it is still alive, else on another that qualifies.
+
+        An attempt the store already records is not sent again: a new leader's settlement and
+        a retry timer can both ask for the same one (launch simulation finding).
+        """
+        if any(
+            e["group"] == group and e.get("attempt", 1) >= attempt
+            for e in self.store.executions(job["name"])
+        ):
+            return
         members = self.members()
         same = [m for m in members if m["Name"] == node_name and m["statusText"] == "alive"]
         if not same:
@@ -912,18 +953,23 @@ class Agent:
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
 
-    def _groups_known_to_nodes(self) -> set[int]:
-        """Launch groups that some node runs or ran lately: the old leader did dispatch them."""
+    def _groups_known_to_nodes(self) -> tuple[set[int], list[str]]:
+        """Launch groups that some node runs or ran lately (the old leader did dispatch them),
+        and the live nodes that could not be asked."""
         known = set(self.runner.known_groups())
+        unasked: list[str] = []
         for m in self.members():
             addr = m["Tags"].get("rpc_addr")
             if m["statusText"] != "alive" or not addr or m["Name"] == self.node_name:
                 continue
             try:
                 known.update(int(g) for g in self.rpc_client.call(addr, "agent.groups", timeout=3))
-            except (RpcError, TypeError, ValueError):
+            except RpcError:
                 log.warning("could not ask %s which launches it ran", m["Name"])
-        return known
+                unasked.append(m["Name"])
+            except (TypeError, ValueError):
+                log.warning("%s answered which launches it ran with nonsense", m["Name"])
+        return known, unasked
 
     def _reconcile_loop(self) -> None:
         """Every few seconds, check that executions recorded as running really run somewhere.
