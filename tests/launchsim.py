@@ -89,7 +89,7 @@ class LaunchSimConfig:
 
     servers: int = 3
     agents: int = 2
-    jobs: int = 6
+    jobs: int = 5
     warmup_ms: int = 1000
     chaos_ms: int = 4500
     quiet_ms: int = 4500
@@ -250,7 +250,7 @@ class LaunchSim:
     # ----- jobs ---------------------------------------------------------------------------------
 
     def _make_jobs(self) -> list[dict]:
-        policies = ["once", "skip", "all", "once", "skip", "once", "all", "once"]
+        policies = ["once", "skip", "once", "all", "once", "skip", "all", "once"]
         jobs = []
         for i in range(self.cfg.jobs):
             policy = policies[i % len(policies)]
@@ -828,19 +828,29 @@ class LaunchSim:
                 return  # a newer leader settles this launch
             if value != "cannot reach":
                 # The request may have arrived: ask the node before running it elsewhere.
-                self.call(server.name, target["Name"], "agent.groups", {"term": term}, confirmed)
+                ask()
                 return
             elsewhere(value)
 
+        def ask() -> None:
+            if server.alive and server.leader and server.raft.term == term:
+                self.call(server.name, target["Name"], "agent.groups", {"term": term}, confirmed)
+
         def confirmed(ok: bool, value: Any) -> None:
+            if not (server.leader and server.raft.term == term):
+                return  # a newer leader settles this launch
             if not ok:
+                if target["Name"] in self.declared_dead:
+                    elsewhere("its node failed before answering")
+                    return
+                # Ask again until the node answers or is declared dead.
                 self.stats["run_unresolved"] += 1
-                return  # the node reports the end if it runs it; settlement handles the rest
+                self.at(self.now + 300, f"confirm {group}", ask)
+                return
             if group in value["groups"]:
                 self.stats["run_confirmed"] += 1
                 return
-            if server.leader and server.raft.term == term:
-                elsewhere("the node never got the request")
+            elsewhere("the node never got the request")
 
         def elsewhere(reason: str) -> None:
             alternative = None
