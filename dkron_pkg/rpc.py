@@ -216,7 +216,10 @@ class _Workers:
 
     def _work(self, task: Callable[[], None]) -> None:
         while True:
-            task()
+            try:
+                task()
+            except Exception:  # a bug in one call must not cost the thread or the count
+                log.exception("rpc: a call failed on %s", self.name)
             with self._lock:
                 self._idle += 1
             while True:
