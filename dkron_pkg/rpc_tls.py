@@ -32,7 +32,6 @@ class RpcTls:
 
     server: ssl.SSLContext
     client: ssl.SSLContext
-    mutual: bool
 
 
 def load_tls(cert: str, key: str, ca: str) -> RpcTls | None:
@@ -66,7 +65,7 @@ def load_tls(cert: str, key: str, ca: str) -> RpcTls | None:
             ctx.verify_mode = ssl.CERT_REQUIRED
     else:
         client.verify_mode = ssl.CERT_NONE
-    return RpcTls(server, client, bool(ca))
+    return RpcTls(server, client)
 
 
 def _reason(e: Exception) -> str:
