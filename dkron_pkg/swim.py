@@ -36,7 +36,7 @@ independent confirmations), buddy system, piggybacked broadcasts sent
 ``retransmit_mult * ceil(log10(n+1))`` times, periodic push-pull anti-entropy, reconnect
 attempts to failed nodes, reaping after ``reconnect_timeout``, and a Lamport clock.
 
-Two measured improvements over memberlist (both keep its timings):
+Measured improvements over memberlist (all keep its timings):
 - Shared probe ring: members sit on a ring ordered by a hash of their name; in probe round
   ``r = floor(now / probe_interval)`` each node probes the member ``offset(r)`` places after
   itself. Every member is then probed once per round (instead of a Poisson number of times),
@@ -45,8 +45,13 @@ Two measured improvements over memberlist (both keep its timings):
   random probing, never worse. ``Profile.aligned_probes=False`` restores round-robin.
 - Suspicion age: a suspect message carries how long its sender has suspected the node (up
   to one probe interval), so members' timers share an origin and reach the verdict together.
-- Stall awareness (part of Lifeguard here): a tick that comes far past a deadline means this
-  process was paused, so its expired verdicts wait one probe timeout for the unread backlog.
+- Stall awareness (``Profile.stall_grace``, with Lifeguard): a tick that comes far past a
+  deadline, or a verdict due after a probe interval of silence, means this process was
+  paused, so its expired verdicts wait a fifth of a probe timeout for the unread backlog.
+- Prompt refutation (``Profile.prompt_refute``, with Lifeguard): a refutation is answered to
+  the prober that carried the suspicion and gossiped at once, not at the next gossip tick.
+- Verdict recheck (``Profile.verdict_recheck``, with Lifeguard): a suspicion nobody else
+  confirmed pings the suspect once more, carrying the suspicion, before the verdict.
 - A graceful leave is sent to every live member directly, not only gossiped.
   Helpers nack after half the probe timeout so a healthy prober hears the nack in time,
   and a probe ends as soon as every helper has nacked.
@@ -260,6 +265,8 @@ class SwimNode:
         self._now = now
         self._stale_accusation = False
         self._promised = math.inf
+        self._last_heard = now  # when a valid packet last arrived
+        self._quiet_checked = -math.inf  # the _last_heard a quiet-period grace was given for
         pi = profile.probe_interval
         self._next_probe = now + self.rng.uniform(0, pi)
         self._next_gossip = now + self.rng.uniform(0, profile.gossip_interval)
@@ -395,10 +402,9 @@ class SwimNode:
     def tick(self, now: float) -> list[Outgoing]:
         self._now = now
         out: list[Outgoing] = []
-        # Lateness is measured against the deadline last handed to the driver: a tick long
-        # after it means this process was paused.
-        if self.profile.lifeguard and now - self._promised > 0.2 * self.profile.probe_timeout:
-            self._after_stall(now, now - self._promised)
+        p = self.profile
+        if p.lifeguard and p.stall_grace:
+            self._check_stall(now)
         probe = self._probe
         if probe is not None and not probe.acked:
             if not probe.indirect_sent and now >= probe.indirect_at:
@@ -448,8 +454,10 @@ class SwimNode:
             reason = "dropped_auth" if "tag" in str(exc) else "dropped_decode"
             self.stats[reason] += 1
             return []
+        self._last_heard = now
         out: list[Outgoing] = []
         self._stale_accusation = False
+        refutes = self.stats["refutes"]
         pinger = None
         for msg in msgs:
             handler = self._handlers.get(type(msg))
@@ -457,13 +465,19 @@ class SwimNode:
                 handler(self, msg, now, out, reliable)
             if type(msg) is wire.Ping:
                 pinger = msg
-        if self._stale_accusation and pinger is not None and not self.leaving:
-            # The prober still suspects an older incarnation of us (our refutation missed it):
-            # answer it directly with our current state.
+        p = self.profile
+        prompt = p.lifeguard and p.prompt_refute and self.stats["refutes"] > refutes
+        if (self._stale_accusation or prompt) and pinger is not None and not self.leaving:
+            # The prober suspects us (buddy system), or still an older incarnation of us (our
+            # refutation missed it): answer it directly with our current state.
             s = self._self
             alive = wire.Alive(self.incarnation, self.name, s.addr, s.port, s.tags, self.clock)
             framed = [wire.encode_message(alive)]
             self._send(out, pinger.src_addr, pinger.src_port, framed, reliable, piggyback=False)
+        if prompt and not self.leaving:
+            # Gossip the refutation now rather than at the next gossip tick: a node that was
+            # paused may be paused again before that tick, while the verdict keeps running.
+            self._gossip(now, out)
         self._align_gossip(now)
         return out
 
@@ -655,6 +669,33 @@ class SwimNode:
             self._probe_pos = 0
         return None
 
+    def _check_stall(self, now: float) -> None:
+        """Was this process paused since it last ran? Two signs, either is enough:
+
+        - the tick comes well after the deadline last handed to the driver;
+        - a verdict is due and nothing has arrived for a whole probe interval, although
+          some member probes us every round: a pause that ended just past an idle deadline
+          looks punctual, but the silence gives it away. Granted once per silent spell, so
+          a node that really hears nobody still reaches its verdicts a moment later.
+        """
+        p = self.profile
+        late = now - self._promised
+        if late > 0.2 * p.probe_timeout:
+            self._after_stall(now, late)
+        elif (
+            now - self._last_heard > p.probe_interval
+            and self._quiet_checked != self._last_heard
+            and self._verdict_due(now)
+        ):
+            self._quiet_checked = self._last_heard
+            self._after_stall(now, late)
+
+    def _verdict_due(self, now: float) -> bool:
+        probe = self._probe
+        if probe is not None and not probe.acked and probe.deadline <= now:
+            return True
+        return any(t.deadline <= now for t in self._suspicions.values())
+
     def _after_stall(self, now: float, late: float) -> None:
         """Ticked past a deadline: this process was paused, not the others silent.
 
@@ -725,12 +766,12 @@ class SwimNode:
     def _probe_failed(self, probe: _Probe, now: float) -> None:
         self._probe = None
         self.stats["probe_failures"] += 1
-        delta = -1
+        # As memberlist: each helper's missing nack is a sign that we, not the target, are
+        # slow (+1 each); with no helpers to ask, any failed probe counts once.
         if probe.expected_nacks > 0:
-            delta += max(0, probe.expected_nacks - probe.nacks)
+            self._health(max(0, probe.expected_nacks - probe.nacks))
         else:
-            delta += 1
-        self._health(delta)
+            self._health(1)
         target = self._nodes.get(probe.target)
         if target is not None and target.status <= STATUS_SUSPECT:
             self._on_suspect(
@@ -860,7 +901,13 @@ class SwimNode:
         if node is None or node.status != STATUS_SUSPECT or node.incarnation != timer.incarnation:
             del self._suspicions[name]
             return
-        if self.profile.lifeguard and not timer.rechecked and len(timer.seen) - 1 < timer.k:
+        p = self.profile
+        if (
+            p.lifeguard
+            and p.verdict_recheck
+            and not timer.rechecked
+            and len(timer.seen) - 1 < timer.k
+        ):
             # Nobody else confirmed it, so it is probably our own view that is stale (a lost
             # refutation): ask the node once more, with the suspicion attached, before the
             # verdict. A live node answers with its current incarnation.

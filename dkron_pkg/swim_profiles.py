@@ -15,8 +15,14 @@ from dataclasses import dataclass
 class Profile:
     """Every timing of the membership core, in seconds.
 
-    ``lifeguard`` False gives plain SWIM (for comparison). ``aligned_probes`` False gives
-    memberlist's per-node round-robin instead of the shared probe ring (see ``swim.py``).
+    ``lifeguard`` False gives plain SWIM (for comparison): fixed probe timeout, fixed
+    suspicion timeout, no nacks, no buddy system. ``aligned_probes`` False gives memberlist's
+    per-node round-robin instead of the shared probe ring (see ``swim.py``).
+    Three additions of ours on top of Lifeguard, each switchable to measure the paper's
+    mechanisms alone: ``stall_grace`` (after a pause, expired verdicts wait until the backlog
+    is read), ``prompt_refute`` (a refutation is sent at once, not at the next gossip tick)
+    and ``verdict_recheck`` (an unconfirmed suspicion pings the suspect once more before
+    declaring it dead). All need ``lifeguard``.
     """
 
     name: str
@@ -40,6 +46,9 @@ class Profile:
     retry_join_interval: float = 1.0
     retry_join_max_interval: float = 30.0
     lifeguard: bool = True
+    stall_grace: bool = True
+    prompt_refute: bool = True
+    verdict_recheck: bool = True
     aligned_probes: bool = True
 
     def with_(self, **changes: object) -> Profile:

@@ -11,7 +11,10 @@ Model:
 - A crashed node receives and sends nothing, forever.
 - A stalled node (event-loop stall) processes nothing until it wakes; then it runs its due
   timers first and its backlog of packets after, which is the race that makes a slow node
-  accuse healthy ones (the case Lifeguard is about).
+  accuse healthy ones (the case Lifeguard is about). Its UDP backlog is bounded like a socket
+  receive buffer (``rcvbuf`` bytes, each datagram charged its size plus ``SKB_OVERHEAD``, as
+  Linux charges a buffer's true size); datagrams past it are dropped. TCP packets wait
+  without bound (the sender's TCP holds them).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from dkron_pkg.swim_profiles import LAN, Profile
 
 DELIVER, TICK, WAKE, STALL, CALL = 0, 1, 2, 3, 4
 INF = float("inf")
+RCVBUF = 212992  # Linux net.core.rmem_default
+SKB_OVERHEAD = 768  # bookkeeping charged per datagram on top of its payload
 
 
 @dataclass
@@ -38,6 +43,9 @@ class SimNode:
     tick_at: float = INF
     stall_range: tuple[float, float] | None = None
     gap_range: tuple[float, float] = (0.1, 2.0)
+    backlog_bytes: int = 0
+    crashed_at: float = INF
+    stalled_for: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Observation:
     observer: str
     kind: str
     subject: str
+    incarnation: int = 0
 
 
 class Sim:
@@ -61,6 +70,7 @@ class Sim:
         key: bytes | None = None,
         warm: bool = True,
         tcp_rtts: int = 2,
+        rcvbuf: int = RCVBUF,
     ) -> None:
         self.rng = random.Random(seed)
         self.now = 0.0
@@ -73,6 +83,8 @@ class Sim:
         self.packets = 0
         self.bytes = 0
         self.dropped = 0
+        self.rcvbuf = rcvbuf
+        self.overflowed = 0  # datagrams dropped because a stalled node's buffer was full
         self.blocked: set[tuple[int, int]] = set()  # (from, to) pairs cut by a partition
         self.nodes: list[SimNode] = []
         self.names: list[str] = []
@@ -135,7 +147,8 @@ class Sim:
                 lat = rng.uniform(lo, hi)
             self._push(self.now + lat, DELIVER, j, (src, o.data, o.reliable))
         for ev in nd.core.drain_events():
-            obs = Observation(self.now, nd.core.name, ev.kind, ev.member.name)
+            m = ev.member
+            obs = Observation(self.now, nd.core.name, ev.kind, m.name, m.incarnation)
             self._digest.update(
                 f"{self.now:.9f}|{obs.observer}|{obs.kind}|{obs.subject}\n".encode()
             )
@@ -173,6 +186,12 @@ class Sim:
                 continue
             if kind == DELIVER:
                 if nd.stall_until > t:
+                    if not payload[2]:
+                        cost = len(payload[1]) + SKB_OVERHEAD
+                        if nd.backlog_bytes + cost > self.rcvbuf:
+                            self.overflowed += 1
+                            continue
+                        nd.backlog_bytes += cost
                     nd.backlog.append(payload)
                     continue
                 self._dispatch(i, nd.core.receive(t, payload[0], payload[1], payload[2]))
@@ -185,12 +204,13 @@ class Sim:
                 self._dispatch(i, nd.core.tick(t))
             elif kind == STALL:
                 nd.stall_until = t + self.rng.uniform(*nd.stall_range)
+                nd.stalled_for += nd.stall_until - t
                 self._push(nd.stall_until, WAKE, i)
             elif kind == WAKE:
                 nd.stall_until = 0.0
                 nd.tick_at = INF
                 self._dispatch(i, nd.core.tick(t))
-                backlog, nd.backlog = nd.backlog, []
+                backlog, nd.backlog, nd.backlog_bytes = nd.backlog, [], 0
                 for src, data, reliable in backlog:
                     self._dispatch(i, nd.core.receive(t, src, data, reliable))
                 self._push(t + self.rng.uniform(*nd.gap_range), STALL, i)
@@ -202,6 +222,7 @@ class Sim:
 
     def crash(self, i: int) -> None:
         self.nodes[i].crashed = True
+        self.nodes[i].crashed_at = min(self.nodes[i].crashed_at, self.now)
 
     def stall(self, i: int, stall: tuple[float, float], gap: tuple[float, float]) -> None:
         """Make node i stall for ``stall`` seconds at a time, running ``gap`` seconds between."""
@@ -270,5 +291,11 @@ class Sim:
         return True
 
     def false_failures(self) -> list[Observation]:
-        crashed = {self.names[i] for i, nd in enumerate(self.nodes) if nd.crashed}
-        return [o for o in self.observations if o.kind == "failed" and o.subject not in crashed]
+        """Every "failed" event about a node that had not crashed when it was declared: one
+        per declaring member (a victim declared dead by 99 members counts 99 times)."""
+        crashed_at = {self.names[i]: nd.crashed_at for i, nd in enumerate(self.nodes)}
+        return [
+            o
+            for o in self.observations
+            if o.kind == "failed" and o.at < crashed_at.get(o.subject, INF)
+        ]

@@ -295,3 +295,114 @@ def test_suspicion_repeated_by_a_push_pull_is_not_a_confirmation():
         node.receive(2.0, None, wire.seal([wire.encode_message(pp)], None))
     assert node._suspicions["p0"].deadline == deadline
     assert node.status_of("p0") == "suspect"
+
+
+def node_with_peers(profile=LAN, peers: int = 10) -> SwimNode:
+    node = SwimNode("a", "10.0.0.1", 8946, {}, profile, random.Random(3))
+    for i in range(peers):
+        alive = wire.Alive(1, f"p{i}", f"10.0.1.{i}", 8946, {}, 0)
+        node.receive(0.0, None, wire.seal([wire.encode_message(alive)], None))
+    return node
+
+
+def feed(node: SwimNode, now: float, *msgs) -> list:
+    return node.receive(now, None, wire.seal([wire.encode_message(m) for m in msgs], None))
+
+
+def run_probe_to_indirect(node: SwimNode) -> float:
+    """Tick until a probe has gone indirect (ping-reqs out); returns the time."""
+    for _ in range(50):
+        now = node.next_deadline()
+        node.tick(now)
+        if node._probe is not None and node._probe.indirect_sent:
+            return now
+    raise AssertionError("no indirect probe started")
+
+
+def test_failed_probe_scores_health_by_missing_nacks_as_memberlist_does():
+    node = node_with_peers()
+    node.awareness = 2  # already somewhat unhealthy
+    now = run_probe_to_indirect(node)
+    probe = node._probe
+    assert probe.expected_nacks == LAN.indirect_checks
+    for _ in range(probe.expected_nacks):  # every helper reached us: the target is the problem
+        feed(node, now + 0.3, wire.Nack(probe.seq))
+    assert node.next_deadline() == now + 0.3  # every helper answered: the probe ends now
+    node.tick(now + 0.3)
+    assert node.stats["probe_failures"] == 1
+    assert node.awareness == 2  # a failed probe with every nack in says nothing about us
+    run_probe_to_indirect(node)
+    for _ in range(50):  # no nack at all this time
+        node.tick(node.next_deadline())
+        if node.stats["probe_failures"] == 2:
+            break
+    assert node.stats["probe_failures"] == 2
+    assert node.awareness == 2 + LAN.indirect_checks  # one point per missing nack
+
+
+def suspicion_at_its_deadline(profile) -> tuple[SwimNode, float]:
+    """p0 suspected by three members at t=1; the node then hears nothing at all and ticks
+    punctually at every deadline it gives, up to the suspicion's own."""
+    node = node_with_peers(profile)
+    for sender in ("p1", "p2", "p3"):
+        feed(node, 1.0, wire.Suspect(1, "p0", sender))
+    expires = node._suspicions["p0"].deadline
+    while (now := node.next_deadline()) < expires:
+        node.tick(now)
+    node.drain_events()
+    return node, expires
+
+
+def test_verdict_due_after_a_silent_spell_waits_for_the_unread_backlog():
+    node, expires = suspicion_at_its_deadline(LAN)
+    assert node.next_deadline() == expires
+    node.tick(expires)  # punctual, but nothing arrived for seconds: maybe we were paused
+    assert node.status_of("p0") == "suspect"
+    feed(node, expires, wire.Alive(2, "p0", "10.0.1.0", 8946, {}, 0))  # the backlog refutes
+    assert node.status_of("p0") == "alive"
+    assert not [e for e in node.drain_events() if e.kind == "failed"]
+
+
+def test_silent_spell_grace_is_granted_once_then_the_verdict_comes():
+    node, expires = suspicion_at_its_deadline(LAN)
+    node.tick(expires)
+    later = node.next_deadline()
+    assert expires < later <= expires + 0.2 * LAN.probe_timeout + 1e-9
+    node.tick(later)
+    assert node.status_of("p0") == "failed"
+    failed = [e.member.name for e in node.drain_events() if e.kind == "failed"]
+    assert "p0" in failed
+
+
+def test_without_stall_grace_the_verdict_comes_at_the_deadline():
+    node, expires = suspicion_at_its_deadline(LAN.with_(stall_grace=False))
+    node.tick(expires)
+    assert node.status_of("p0") == "failed"
+
+
+def alive_claims(out: list, name: str) -> list[tuple[str, int]]:
+    """(destination, incarnation) of every Alive about ``name`` in a batch of packets."""
+    found = []
+    for o in out:
+        for m in wire.open_packet(o.data, None):
+            if isinstance(m, wire.Alive) and m.node == name:
+                found.append((o.addr, m.incarnation))
+    return found
+
+
+@pytest.mark.parametrize("prompt", [True, False])
+def test_suspected_node_answers_the_buddy_probe_and_gossips_its_refutation_at_once(prompt):
+    node = node_with_peers(LAN.with_(prompt_refute=prompt))
+    node.drain_events()
+    for _ in range(5):  # let the join rumours run out, so only the refutation is news
+        node.tick(node.next_deadline() + 1.0)
+    ping = wire.Ping(77, "a", "p4", "10.0.1.4", 8946)
+    out = feed(node, 20.0, ping, wire.Suspect(0, "a", "p4"))  # probe carrying the suspicion
+    assert node.incarnation == 1
+    claims = alive_claims(out, "a")
+    if prompt:
+        assert ("10.0.1.4", 1) in claims  # the prober hears the refutation with its ack
+        gossiped = {dest for dest, _ in claims[1:]}
+        assert len(gossiped) == LAN.gossip_nodes  # and it is gossiped right now
+    else:
+        assert claims == []  # memberlist waits for the next gossip tick
