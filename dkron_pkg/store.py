@@ -11,6 +11,7 @@ a restart knows where the replicated log resumes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -622,30 +623,32 @@ class Store:
     # ----- snapshots -------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """The whole state as bytes (JSON lines), for Raft snapshots and backups."""
+        """The whole state as bytes (JSON lines), for Raft snapshots and backups.
+
+        Written line by line into one buffer, with each stored job and execution body copied
+        as it is (it is JSON already): a leader with many executions snapshots in a fraction of
+        the time and without a transient copy of the state as Python objects.
+        """
+        buf = io.BytesIO()
         with self._lock:
-            lines = [
-                json.dumps({"t": "job", "v": self._jobs[name]}, sort_keys=True)
-                for name in sorted(self._jobs)
-            ]
-            for job_name, ex_id, grp, started, running, body, output in self._db.execute(
-                "SELECT job_name, id, grp, started_ns, running, body, output FROM executions"
-                " ORDER BY job_name, id"
+            for (job_body,) in self._db.execute("SELECT body FROM jobs ORDER BY name"):
+                buf.write(b'{"t": "job", "v": %s}\n' % job_body.encode())
+            for ex_body, running, output in self._db.execute(
+                "SELECT body, running, output FROM executions ORDER BY job_name, id"
             ):
-                lines.append(
-                    json.dumps(
-                        {
-                            "t": "ex",
-                            "v": json.loads(body),
-                            "running": running,
-                            "output": output.decode("latin-1"),
-                        },
-                        sort_keys=True,
+                buf.write(
+                    b'{"output": %s, "running": %s, "t": "ex", "v": %s}\n'
+                    % (
+                        json.dumps(output.decode("latin-1")).encode(),
+                        json.dumps(running).encode(),
+                        ex_body.encode(),
                     )
                 )
             for group in sorted(self._intents):
-                lines.append(json.dumps({"t": "intent", "v": self._intents[group]}, sort_keys=True))
-            return "\n".join(lines).encode()
+                line = json.dumps({"t": "intent", "v": self._intents[group]}, sort_keys=True)
+                buf.write(line.encode())
+                buf.write(b"\n")
+        return buf.getvalue()
 
     def restore(self, data: bytes, last_index: int = 0) -> None:
         """Replace the whole state with a snapshot."""
@@ -661,7 +664,8 @@ class Store:
                     if rec["t"] == "job":
                         j = rec["v"]
                         self._db.execute(
-                            "INSERT INTO jobs(name, body) VALUES(?, ?)", (j["name"], json.dumps(j))
+                            "INSERT INTO jobs(name, body) VALUES(?, ?)",
+                            (j["name"], json.dumps(j, separators=(",", ":"))),
                         )
                     elif rec["t"] == "ex":
                         self._write_execution(
