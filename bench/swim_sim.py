@@ -224,9 +224,11 @@ def lifeguard(a) -> dict:
         "counting": "false dead declarations per declaring member: each 'failed' event at a"
         " member about a node that had not crashed; victims = distinct (node, incarnation)",
     }
-    for mode in a.modes.split(","):
-        jobs = [(s, a.nodes, a.duration, mode) for s in range(a.seeds)]
-        res = run_pool(lifeguard_one, jobs, a.jobs)
+    modes = a.modes.split(",")
+    jobs = [(s, a.nodes, a.duration, mode) for mode in modes for s in range(a.seeds)]
+    results = run_pool(lifeguard_one, jobs, a.jobs)
+    for k, mode in enumerate(modes):
+        res = results[k * a.seeds : (k + 1) * a.seeds]
         det = [t for r in res for t in r["detect"]]
         out[mode] = {
             "false_deaths": sum(r["false"] for r in res),

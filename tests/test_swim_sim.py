@@ -111,3 +111,43 @@ def test_rumour_reaches_every_one_of_300_nodes_within_2_4s():
         sim.call(7, lambda c, now=start: c.set_tags({"role": "dkron", "rumour": "1"}, now))
         sim.run_until(start + 2.4)
         assert len(seen) >= math.ceil(0.9999 * 299)
+
+
+STALLED = (1, 2, 3, 4)
+
+
+def stall_run(seed: int, lifeguard: bool) -> tuple[int, list[float], int]:
+    """24 nodes, 4 of them stalling 1-5 s with brief runs between; a healthy node crashes at
+    t=100. Returns false dead declarations (per declaring member), the crash's detection
+    times at healthy members, and how many healthy members should have detected it."""
+    sim = Sim(seed, 24, LAN.with_(lifeguard=lifeguard))
+    for i in STALLED:
+        sim.stall(i, (1.0, 5.0), (0.0, 0.1))
+    slow = {sim.names[i] for i in STALLED}
+    seen: dict[str, float] = {}
+
+    def on_event(o) -> None:
+        if o.kind == "failed" and o.subject == "node0020" and o.observer not in slow:
+            seen.setdefault(o.observer, o.at - 100.0)
+
+    sim.on_event = on_event
+    sim.at(100.0, lambda: sim.crash(20))
+    sim.run_until(200.0)
+    return len(sim.false_failures()), list(seen.values()), 24 - len(STALLED) - 1
+
+
+def test_lifeguard_cuts_false_deaths_from_stalling_nodes_and_detects_crashes_as_fast():
+    low = LAN.suspicion_bounds(24)[0]
+    false_off, false_on, median_off, median_on = [], [], [], []
+    for seed in range(3):
+        f_off, det_off, healthy = stall_run(seed, lifeguard=False)
+        f_on, det_on, _ = stall_run(seed, lifeguard=True)
+        false_off.append(f_off)
+        false_on.append(f_on)
+        assert f_on < f_off, f"seed {seed}: Lifeguard must declare fewer live nodes dead"
+        assert len(det_off) == len(det_on) == healthy  # every healthy member saw the crash
+        assert max(det_on) <= low + 4 * LAN.probe_interval
+        median_off.append(statistics.median(det_off))
+        median_on.append(statistics.median(det_on))
+    assert 10 * sum(false_on) < sum(false_off)
+    assert statistics.mean(median_on) <= statistics.mean(median_off) + 1.0
