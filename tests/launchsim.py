@@ -17,10 +17,11 @@ the way `agent.Agent` does, with the launch protocol this simulation showed to b
   in-flight launches; an unanswered `agent.run` (the run may have started) is confirmed with
   the agent before anything else happens, and an unreachable one is recorded as a failed
   attempt so that the job's retries decide;
-- it commits `execution_started` when an agent answers and `execution_done` when an agent
-  reports an end (acknowledging only after the commit), follows the store's retry follow-ups
-  (never sending the same attempt twice), reconciles "running" executions with the agents
-  every `reconcile_ms`, and commits `abandon_running` for a node declared dead.
+- it commits `execution_started` when an agent answers (unless the agent already reported
+  that run's end) and `execution_done` when an agent reports an end (acknowledging only
+  after the commit), follows the store's retry follow-ups (never sending the same attempt
+  twice), reconciles "running" executions with the agents every `reconcile_ms`, and commits
+  `abandon_running` for a node declared dead.
 
 Agents run fake jobs: a process starts at its scheduled time, lasts a seeded duration, fails
 sometimes and sometimes hangs until a user stops it. An agent reports the end to the server
@@ -91,8 +92,8 @@ class LaunchSimConfig:
     agents: int = 2
     jobs: int = 5
     warmup_ms: int = 1000
-    chaos_ms: int = 4500
-    quiet_ms: int = 4500
+    chaos_ms: int = 4000
+    quiet_ms: int = 4000
     drain_ms: int = 2500
     tick_ms: int = 20
     drop: float = 0.03  # message loss during a lossy spell (a fault); none outside them
@@ -162,6 +163,7 @@ class SimServer:
         self.core = SchedulerCore()
         self.ready: list[tuple[int, int, str]] = []
         self.retries_sent: set[tuple[int, int]] = set()
+        self.ended: set[str] = set()  # executions whose end an agent reported to this leader
         self.incarnation = 0
         self.reconcile_at = 0
 
@@ -290,7 +292,8 @@ class LaunchSim:
         self.run_until(self.now + cfg.quiet_ms)
         self.drain_ms = self.now
         self.draining = True  # the user pauses scheduling: what runs finishes and reports
-        self._stop_all_hangs()
+        for after in (0, 600, 1200):
+            self.at(self.now + after, "user-stop", lambda: self._stop_all_hangs(0))
         self.run_until(self.now + cfg.drain_ms)
         self.end_ms = self.now
         return self.outcome()
@@ -425,6 +428,7 @@ class LaunchSim:
         server.core = SchedulerCore()
         server.ready = []
         server.retries_sent = set()
+        server.ended = set()
         inc = server.incarnation
         self.at(
             self.now + self.rng.randint(1, self.cfg.tick_ms),
@@ -500,14 +504,7 @@ class LaunchSim:
                 )
             if rd.snapshot is not None:
                 server.store.restore(rd.snapshot.data, rd.snapshot.meta.index)
-            for entry in rd.committed_entries:
-                if entry.kind != EntryKind.DATA:
-                    continue
-                cmds = json.loads(entry.data)["c"]
-                results = server.store.apply_batch(cmds, entry.index)
-                cb = server.proposals.pop((entry.index, entry.term), None)
-                if cb is not None:
-                    callbacks.append((cb, results))
+            self._apply(server, rd.committed_entries, callbacks)
             raft.advance(rd)
             if raft.applied_index - raft.snapshot_index >= self.cfg.snapshot_every:
                 server.storage.write_compaction(
@@ -526,6 +523,26 @@ class LaunchSim:
                 f"commit {server.name}",
                 lambda cb=cb, r=results: self._if_alive(server, inc, lambda: cb(r)),
             )
+
+    def _apply(
+        self,
+        server: SimServer,
+        entries: list,
+        callbacks: list[tuple[Callable[[list | None], None], list | None]],
+    ) -> None:
+        """Apply a Ready's committed entries as one store transaction (group commit)."""
+        data = [e for e in entries if e.kind == EntryKind.DATA]
+        if not data:
+            return
+        batches = [json.loads(e.data)["c"] for e in data]
+        results = server.store.apply_batch([c for b in batches for c in b], data[-1].index)
+        at = 0
+        for entry, cmds in zip(data, batches, strict=True):
+            mine = results[at : at + len(cmds)]
+            at += len(cmds)
+            cb = server.proposals.pop((entry.index, entry.term), None)
+            if cb is not None:
+                callbacks.append((cb, mine))
 
     def _if_alive(self, server: SimServer, inc: int, fn: Callable[[], None]) -> None:
         if server.alive and server.incarnation == inc:
@@ -820,6 +837,11 @@ class LaunchSim:
                 f" -> {ok} {value if not ok else ''}"
             )
             if ok:
+                if value["id"] in server.ended:
+                    # Its end was reported first: recording the start now would make the
+                    # finished execution "running" again (the store does not refuse it).
+                    self.stats["end_before_start"] += 1
+                    return
                 self.propose(server, [{"op": "execution_started", "execution": value}], _ignore)
                 return
             self.stats["run_rpc_failed"] += 1
@@ -1038,6 +1060,7 @@ class LaunchSim:
             if not server.leader:
                 respond(False, "not the leader")
                 return
+            server.ended.add(args["execution"]["id"])
             self._record_done(
                 server,
                 args["job"],
@@ -1213,10 +1236,10 @@ class LaunchSim:
             self.at(self.now + self.rng.randint(1000, 3000), "user-stop", self._user_stop)
         self._stop_all_hangs()
 
-    def _stop_all_hangs(self) -> None:
+    def _stop_all_hangs(self, min_age_ms: int = 500) -> None:
         for agent in self.agents.values():
             for proc in list(agent.processes.values()):
-                if proc.end_ms is None and proc.start_ms <= self.now - 500:
+                if proc.end_ms is None and proc.start_ms <= self.now - min_age_ms:
                     server = self.servers[self.rng.choice(sorted(self.servers))]
                     if server.alive:
                         self.stats["user_stops"] += 1
@@ -1433,6 +1456,7 @@ class LaunchSim:
                     )
                     break
         quiet = all(not a.processes and not a.undelivered for a in self.agents.values())
+        self.stats["ended_idle"] += quiet
         if quiet and running:
             ids = ", ".join(ex["id"] for ex in running[:3])
             out.append(f"(c) every agent is idle but {len(running)} executions are running: {ids}")

@@ -42,6 +42,7 @@ def test_sweep_launches_at_most_once_and_run_once_jobs_exactly_once(chunk: int) 
         assert stats[what] > 0, f"no {what} in chunk {chunk}: {dict(stats)}"
     assert launches > per_chunk * 20, "the cluster must launch real work"
     assert covered > per_chunk * 2, "run-once times must be checked under a live quorum"
+    assert stats["ended_idle"] >= per_chunk * 0.8, "most seeds must end with every agent idle"
 
 
 def test_same_seed_gives_the_same_trace_and_other_seeds_differ() -> None:
