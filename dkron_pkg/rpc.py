@@ -109,16 +109,19 @@ class _Channel:
 
         Used by the Raft loop, which must never wait for a slow peer. If the socket takes only
         part of the frame, a helper thread sends the rest, holding the send lock until done so
-        no other frame interleaves. Plain TCP only (a TLS stream always reports False)."""
-        if _DONTWAIT is None or not isinstance(self.sock, socket.socket):
-            return False
-        if not self.send_lock.acquire(blocking=False):
+        no other frame interleaves."""
+        if _DONTWAIT is None or not self.send_lock.acquire(blocking=False):
             return False
         handed_off = False
         try:
             seq = self.send_seq + 1
             tag = self._tag(self.out_dir, kind, seq, payload)
             frame = _HEAD.pack(1 + 8 + len(payload) + len(tag), kind, seq) + payload + tag
+            if isinstance(self.sock, TlsStream):
+                if not self.sock.send_nowait(frame, _DONTWAIT):
+                    return False
+                self.send_seq = seq
+                return True
             try:
                 sent = self.sock.send(frame, _DONTWAIT)
             except (BlockingIOError, InterruptedError):

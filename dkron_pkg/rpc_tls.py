@@ -136,6 +136,42 @@ class TlsStream:
                 self._backlog.clear()
             self.sock.sendall(out)
 
+    def send_nowait(self, data: bytes, dontwait: int) -> bool:
+        """Encrypt and send `data` without blocking; False (nothing done) if another writer is
+        busy. Once encrypted the bytes must go out: what the socket does not take at once is
+        sent by a helper thread that holds the send lock until done, keeping the order."""
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        handed_off = False
+        try:
+            with self._ssl_lock:
+                view = memoryview(data)
+                while view:
+                    view = view[self._obj.write(view) :]
+                out = b"".join(self._backlog) + self._out.read()
+                self._backlog.clear()
+            try:
+                sent = self.sock.send(out, dontwait)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent < len(out):
+                threading.Thread(
+                    target=self._finish_send, args=(out[sent:],), name="tls-send", daemon=True
+                ).start()
+                handed_off = True
+            return True
+        finally:
+            if not handed_off:
+                self._send_lock.release()
+
+    def _finish_send(self, rest: bytes) -> None:
+        try:
+            self.sock.sendall(rest)
+        except OSError:
+            self.sock.close()  # part of a record went out: the stream is unusable
+        finally:
+            self._send_lock.release()
+
     def recv(self, n: int) -> bytes:
         while True:
             with self._ssl_lock:

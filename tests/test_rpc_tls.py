@@ -151,6 +151,46 @@ def test_round_trip_over_mutual_tls_with_the_cluster_key(pki):
         srv.stop()
 
 
+def test_raft_frames_sent_at_once_over_tls_arrive_whole_and_in_order(pki):
+    """No-wait sends over TLS while a slow reader fills the socket and calls run beside them:
+    the rest of a record is finished by a helper, and nothing is torn or reordered."""
+    got: list[bytes] = []
+    slow = threading.Event()
+
+    def on_raft(data, peer):
+        if slow.is_set():
+            time.sleep(0.005)
+        got.append(data)
+
+    srv = rpc.RpcServer(
+        "127.0.0.1", 0, KEY, lambda m, a, p: a, on_raft, tls=pki.tls("server")
+    ).start()
+    client = rpc.RpcClient(KEY, tls=pki.tls("client"))
+    try:
+        assert client.call(addr(srv), "echo", 1) == 1  # connected
+        slow.set()
+        frames = [i.to_bytes(4, "big") + os.urandom(250_000) for i in range(60)]
+        calls: list = []
+        caller = threading.Thread(
+            target=lambda: calls.extend(client.call(addr(srv), "echo", i) for i in range(40))
+        )
+        caller.start()
+        now = 0
+        for frame in frames:
+            if client.send_raft_now(addr(srv), frame):
+                now += 1
+            else:
+                assert client.send_raft(addr(srv), frame)
+        caller.join(30)
+        assert now >= 1
+        assert wait_until(lambda: len(got) == len(frames), timeout=30)
+        assert got == frames
+        assert calls == list(range(40))
+    finally:
+        client.close()
+        srv.stop()
+
+
 def test_a_client_certificate_from_another_ca_is_refused_and_counted(pki, foreign):
     srv = serve(pki.tls("server"))
     intruder = rpc.RpcClient(KEY, tls=foreign.tls("intruder", ca=str(pki.ca)))
