@@ -214,7 +214,6 @@ class LaunchSim:
         self.partition_id = 0
         self.calls: dict[int, tuple[str, int, Callable[[bool, Any], None]]] = {}
         self.call_seq = 0
-        self.down_since: dict[str, int] = {}
         self.declared_dead: dict[str, int] = {}  # node -> time of the verdict
         self.jobs = self._make_jobs()
         self.jobs_created_ms: int | None = None
@@ -1205,7 +1204,6 @@ class LaunchSim:
         agent.recent_groups = []
         agent.undelivered = set()
         agent.fence = 0
-        self.down_since[agent.name] = self.now
         inc = agent.incarnation
         self.at(
             self.now + self.cfg.detect_ms, f"detect {agent.name}", lambda: self._detect(agent, inc)
@@ -1248,7 +1246,7 @@ class LaunchSim:
                             agent.name,
                             "agent.stop",
                             {"id": proc.execution["id"]},
-                            _ignore2,
+                            _no_answer_needed,
                         )
 
     def _fault(self) -> None:
@@ -1509,5 +1507,5 @@ def _ignore_results(_results: list | None) -> None:
     """The end of a run that never started needs no acknowledgement."""
 
 
-def _ignore2(_ok: bool, _value: Any) -> None:
+def _no_answer_needed(_ok: bool, _value: Any) -> None:
     """An RPC whose answer nobody waits for."""
