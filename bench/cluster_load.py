@@ -65,12 +65,14 @@ def the_leader(servers: list[AgentProcess]) -> AgentProcess:
 
 
 def job_set(total: int, frequent: int, every: int) -> list[dict]:
-    """`frequent` jobs `@every <every>s` on the agents; the rest once an hour at a random second."""
+    """`frequent` jobs every `every` s, their phases spread over the period (as jobs created at
+    different times would be); the rest once an hour at a random second. All run on the agents.
+    """
     rng = random.Random(7)
     jobs = []
     for i in range(total):
         if i < frequent:
-            schedule = f"@every {every}s"
+            schedule = f"{i % every}/{every} * * * * *"
         else:
             schedule = f"{rng.randrange(60)} {rng.randrange(60)} * * * *"
         job = shell_job(f"load-{i:05d}", "true", schedule=schedule)
@@ -199,7 +201,7 @@ def main() -> None:
         time.sleep(a.every + 2)  # every frequent job has entered its rhythm
         print(
             f"sampling the leader ({node_name(leader)}) for {a.minutes:g} min, "
-            f"{a.frequent} jobs @every {a.every}s + {a.jobs - a.frequent} hourly jobs:",
+            f"{a.frequent} jobs every {a.every} s + {a.jobs - a.frequent} hourly jobs:",
             flush=True,
         )
         window_start_ns = time.time_ns()
