@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -889,7 +890,10 @@ class Agent:
             self.remote.finished(execution["id"])
             fut = self._on_finished(args["job"], execution, bool(args.get("stopped")), None)
             # Acknowledge only once committed: a leader dying before that must not lose it.
-            result = fut.result(timeout=15)[0] if fut is not None else None
+            try:
+                result = fut.result(timeout=15)[0] if fut is not None else None
+            except FutureTimeout:
+                raise RpcError("report not committed within 15 s: send it again") from None
             if result is not None and not result.ok and result.status == 503:
                 raise RpcError(f"report not committed: {result.error}")
             return True
@@ -909,7 +913,10 @@ class Agent:
             self._ready.clear()
             self._cond.notify_all()
         if leader:
-            self._follow_pool.submit(self._become_leader)
+            try:
+                self._follow_pool.submit(self._become_leader)
+            except RuntimeError:  # the agent is shutting down: nothing to lead
+                log.info("leadership gained while stopping: not scheduling")
 
     def _become_leader(self) -> None:
         """Apply everything the old leader committed, then arm the scheduler and settle.
