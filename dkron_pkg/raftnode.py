@@ -932,26 +932,31 @@ class RaftReplicator:
 
     def _tell_commit(self, node: RaftNode) -> None:
         """Followers learn the commit index from the next append; when none is coming (the log
-        is fully committed), a ReadIndex round sends heartbeats that carry it at once (each
-        follower is told the commit up to what it has acknowledged), so a follower's forwarded
-        write is applied there without waiting for the heartbeat timer. Only done while
-        forwarded writes are in flight: nobody else waits on a follower's commit index.
+        is fully committed), they are told at once, so a follower's forwarded write is applied
+        there without waiting for the heartbeat timer. Only done while forwarded writes are in
+        flight: nobody else waits on a follower's commit index.
 
-        A heartbeat tells a follower the commit only up to what it has acknowledged, so a
-        follower whose acknowledgement is still on its way (often the one that forwarded the
-        write: the other follower acknowledged first) would wait one more round trip. Such a
-        follower, which was sent the entries up to the commit, gets an empty AppendEntries
-        instead: it follows them on the same connection, and the follower checks the log
-        matches at the commit index before it commits (if it does not hold them, it refuses
-        and the leader probes, as after any lost append)."""
-        if node.last_index == node.commit_index:
-            commit = node.commit_index
-            commit_term = node.term_at(commit)
-            for peer, progress in node.status()["peers"].items():
-                if progress["match"] < commit < progress["next"] and commit_term is not None:
-                    self._sender.send(
-                        AppendEntries(node.term, self.id, peer, commit, commit_term, commit)
-                    )
+        A follower that was sent every entry up to the commit gets an empty AppendEntries
+        that follows them on the same connection; it checks that its log matches at the commit
+        index before it commits (if it does not hold the entries, it refuses and the leader
+        probes, as after any lost append). A heartbeat would not do for a follower whose
+        acknowledgement is still on its way (often the one that forwarded the write, as the
+        other follower acknowledged first): it carries the commit only up to what the follower
+        acknowledged, which would cost one more round trip. Any other follower (lagging,
+        probed) gets the commit by a ReadIndex round of heartbeats."""
+        if node.last_index != node.commit_index:
+            return
+        commit = node.commit_index
+        commit_term = node.term_at(commit)
+        everyone_told = commit_term is not None
+        for peer, progress in node.status()["peers"].items():
+            if commit_term is not None and progress["next"] > commit:
+                self._sender.send(
+                    AppendEntries(node.term, self.id, peer, commit, commit_term, commit)
+                )
+            else:
+                everyone_told = False
+        if not everyone_told:
             node.read_index(COMMIT_NOTICE)
             while node.has_ready():
                 self._handle_ready(node, node.ready())
