@@ -445,9 +445,19 @@ class Store:
         return Result(True)
 
     def _op_execution_started(self, c: dict) -> Result:
+        """Record a run as running, unless its end is already recorded.
+
+        A fast run's end report can be committed before the start that the dispatcher
+        submitted: that late start must not turn a finished run back into a running one.
+        """
         ex = dict(c["execution"])
         name = ex["job_name"]
         self._require_job(name)
+        row = self._db.execute(
+            "SELECT running FROM executions WHERE job_name = ? AND id = ?", (name, ex["id"])
+        ).fetchone()
+        if row is not None:
+            return Result(True, value=None)  # already recorded (finished, or a duplicate start)
         ex["finished_at"] = ZERO_TIME
         ex["success"] = False
         self._write_execution(ex, b"", running=True)

@@ -379,3 +379,30 @@ def test_same_commands_give_same_snapshot_and_restore_round_trips(tmp_path):
     assert by_name(c) == by_name(a)
     for s in (a, b, c):
         s.close()
+
+
+def test_a_start_committed_after_its_end_does_not_revive_the_run():
+    store = Store()
+    set_job(store, "fast", concurrency="forbid")
+    ex = execution("fast", 1)
+    assert store.apply({"op": "execution_done", "execution": ex}).ok
+    late = store.apply({"op": "execution_started", "execution": ex})
+    assert late.ok
+    [stored] = store.executions("fast")
+    assert stored["success"] is True and not stored["finished_at"].startswith("0001")
+    assert store.running_executions() == []
+    # The job is not blocked by a phantom run: forbid lets the next launch through.
+    launch = {"op": "launch", "name": "fast", "scheduled_ns": NOW, "group": 2}
+    assert store.apply({**launch, "cause": "schedule", "now_ns": NOW}).ok
+
+
+def test_a_duplicate_start_counts_the_run_once():
+    store = Store()
+    set_job(store, "dup", concurrency="forbid")
+    ex = execution("dup", 1)
+    store.apply({"op": "execution_started", "execution": ex})
+    store.apply({"op": "execution_started", "execution": ex})
+    store.apply({"op": "execution_done", "execution": ex})
+    assert store.running_executions() == []
+    launch = {"op": "launch", "name": "dup", "scheduled_ns": NOW, "group": 2}
+    assert store.apply({**launch, "cause": "schedule", "now_ns": NOW}).ok
