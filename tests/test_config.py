@@ -68,6 +68,9 @@ OUR_KEYS = [
     "notify-on",
     "crontab-sync",
     "crontab-cluster-wide",
+    "rpc-tls-cert",
+    "rpc-tls-key",
+    "rpc-tls-ca",
 ]
 
 
