@@ -19,8 +19,8 @@ the way `agent.Agent` does, with the launch protocol this simulation showed to b
   attempt so that the job's retries decide;
 - it commits `execution_started` when an agent answers (unless the agent already reported
   that run's end) and `execution_done` when an agent reports an end (acknowledging only
-  after the commit), follows the store's retry follow-ups (never sending the same attempt
-  twice), reconciles "running" executions with the agents every `reconcile_ms`, and commits
+  after the commit), follows the store's retry follow-ups while it keeps its leadership
+  (never sending the same attempt twice), reconciles "running" executions with the agents every `reconcile_ms`, and commits
   `abandon_running` for a node declared dead.
 
 Agents run fake jobs: a process starts at its scheduled time, lasts a seeded duration, fails
@@ -964,7 +964,9 @@ class LaunchSim:
                 f"{server.name} retry timer g={f['group']} #{f['attempt']} on {f['node_name']}"
             )
 
-            def fire(f: dict = f) -> None:
+            def fire(f: dict = f, term: int = server.raft.term) -> None:
+                if not (server.leader and server.raft.term == term):
+                    return  # leadership changed: the next settlement retries it
                 job = server.store.get_job(f["job_name"])
                 if job is not None:
                     self._dispatch_retry(server, job, f["group"], f["attempt"], f["node_name"])
