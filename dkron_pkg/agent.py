@@ -605,11 +605,15 @@ class Agent:
                 self.delete_job(f["job_name"])
 
     def _schedule_retry(self, f: dict) -> None:
+        term = self._leader_term()
+
         def fire() -> None:
             with self._timers_lock:
                 self._timers.discard(timer)
             if self._stopping.is_set():
                 return
+            if self._leader_term() != term:
+                return  # leadership changed since: the new leader's settlement retries it
             job = self.store.get_job(f["job_name"])
             if job is None:
                 return
@@ -621,6 +625,16 @@ class Agent:
         with self._timers_lock:
             self._timers.add(timer)
         timer.start()
+
+    def _leader_term(self) -> int | None:
+        """The Raft term this server leads (0 without Raft), None when it does not lead: a
+        retry timer from an earlier leadership must not fire (launch simulation finding)."""
+        if self.cluster is None:
+            return 0 if self.is_server else None
+        replicator = self.cluster.replicator
+        if replicator is None or not self.is_leader():
+            return None
+        return replicator.term()
 
     def _dispatch_retry(self, job: dict, group: int, attempt: int, node_name: str) -> None:
         """Retry on the node that failed if it is still alive, else on another that qualifies.
