@@ -69,6 +69,7 @@ def main() -> int:
             stats.update(st)
     wall = time.perf_counter() - started
     figures = {
+        "command": " ".join(["python3", "bench/launch_soak.py", *sys.argv[1:]]),
         "seeds": args.seeds,
         "first_seed": args.first,
         "violations": len(violations),
