@@ -3,7 +3,7 @@
     python3 bench/swim_sim.py all            # every scenario with the sizes
     python3 bench/swim_sim.py detect --nodes 1000 --seeds 10
     python3 bench/swim_sim.py false --nodes 17 --seeds 100 --hours 1
-    python3 bench/swim_sim.py lifeguard --nodes 100 --seeds 6 --duration 3600
+    python3 bench/swim_sim.py lifeguard --nodes 100 --seeds 6 --duration 1800 --modes off,on
     python3 bench/swim_sim.py rumour --nodes 1000 --seeds 5
 
 Times are simulated seconds (virtual clock), LAN profile, 2 ms +- 1 ms delay. Each scenario
@@ -337,7 +337,7 @@ def main() -> None:
             (detect, {"nodes": 100, "seeds": 50, "loss": 0.01}),
         ],
         "false": [(false_deaths, {"nodes": 17, "seeds": 100, "loss": 0.10})],
-        "lifeguard": [(lifeguard, {"nodes": 100, "seeds": 6, "duration": 3600.0})],
+        "lifeguard": [(lifeguard, {"nodes": 100, "seeds": 6, "duration": 1800.0})],
         "rumour": [
             (rumour, {"nodes": 1000, "seeds": 5, "loss": 0.0}),
             (rumour, {"nodes": 1000, "seeds": 5, "loss": 0.10}),
