@@ -84,10 +84,17 @@ class Spawner:
             return None
         return req.proc, req.spawned_ns
 
-    def _next_due(self) -> _Request:
-        """Block until the earliest request is due; pop and return it (under no lock)."""
+    def _next_due(self, block: bool = True) -> _Request | None:
+        """Pop the earliest request once it is due; with `block` False, None when none is due.
+
+        Waking a run's thread costs the spawner the interpreter, so the runs started in a
+        burst are woken together after it (their start times were taken at each spawn).
+        """
         with self._cond:
             while True:
+                if not block and not self._due_locked():
+                    self._quiet.set()
+                    return None
                 if not self._heap:
                     self._quiet.set()
                     self._cond.wait()
@@ -113,6 +120,12 @@ class Spawner:
                 else:
                     self._cond.wait(wait_ns / 1e9)
 
+    def _due_locked(self) -> bool:
+        if not self._heap:
+            return False
+        at, _, req = self._heap[0]
+        return req.withdrawn or at <= time.time_ns()
+
     def _withdraw_cancelled(self) -> None:
         """Runs stopped before their instant end now, without a process (lock held)."""
         for _, _, req in self._heap:
@@ -121,8 +134,14 @@ class Spawner:
                 req.done.set()
 
     def _loop(self) -> None:
+        started: list[_Request] = []  # handed back together once nothing else is due
         while True:
-            req = self._next_due()
+            req = self._next_due(block=not started)
+            if req is None:
+                for waiting in started:
+                    waiting.done.set()
+                started.clear()
+                continue
             try:
                 req.proc = subprocess.Popen(*req.args, **req.kwargs)
                 req.spawned_ns = time.time_ns()
@@ -131,7 +150,7 @@ class Spawner:
             finally:
                 with self._cond:
                     self._busy -= 1
-                req.done.set()
+                started.append(req)
 
 
 SPAWNER = Spawner()
