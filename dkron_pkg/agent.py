@@ -49,6 +49,7 @@ DISPATCH_LEAD_NS = 250_000_000
 RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
 INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
 SETTLE_RETRY_SECONDS = 1.0  # a new leader asks unreachable live nodes again this often
+STALE_LEADER = "refused: a newer leader has taken over"
 
 
 def utcnow() -> datetime:
@@ -100,6 +101,10 @@ class Agent:
         self._stopped = threading.Event()
         self._timers: set[threading.Timer] = set()
         self._ready: list[tuple[int, int, str]] = []  # committed launches awaiting their time
+        self._intent_nodes: dict[int, list[str]] = {}  # launch group -> nodes chosen for it
+        self.up_since_ns = time.time_ns()  # a run started before this died with the old process
+        self._fence_term = 0  # the newest leader term that asked this node anything
+        self._fence_lock = threading.Lock()
         self._scheduling = False  # True on the leader once its store is up to date
         self._follow_pool = ThreadPoolExecutor(4, thread_name_prefix="follow-up")
         self._timers_lock = threading.Lock()
@@ -230,8 +235,9 @@ class Agent:
         decision is `launch_settle.settle`; this carries its actions out.
         """
         intents = self.store.open_intents()
+        up_since: dict[str, int] | None = None
         while intents and self.cluster is not None:
-            known, unasked = self._groups_known_to_nodes()
+            known, unasked, up_since = self._groups_known_to_nodes()
             if not unasked:
                 skip = skip | known
                 break
@@ -249,12 +255,26 @@ class Agent:
             skip,
             now_ns,
             int(self.core.late_grace.total_seconds() * 1e9),
+            up_since,
         )
         for action in actions:
             if action.kind == launch_settle.RETRY:
                 self._dispatch_retry(action.job, action.group, action.attempt, action.node)
+            elif action.kind == launch_settle.LOST:
+                log.warning("launch of %s settled as failed: %s", action.job_name, action.reason)
+                self._record_failed_attempt(
+                    action.job,
+                    action.group,
+                    action.attempt,
+                    action.node,
+                    action.scheduled_ns,
+                    action.reason,
+                )
             elif action.kind == launch_settle.REQUEUE:
+                intent = next((i for i in intents if i["group"] == action.group), None)
                 with self._cond:
+                    if intent is not None and intent.get("nodes"):
+                        self._intent_nodes[action.group] = list(intent["nodes"])
                     heapq.heappush(
                         self._ready, (action.scheduled_ns, action.group, action.job_name)
                     )
@@ -365,8 +385,20 @@ class Agent:
                 except Exception:
                     log.exception("recording %d launches failed", len(launches))
 
+    def _chosen_nodes(self, name: str, members: list[dict]) -> list[str]:
+        """The nodes a launch of `name` goes to, recorded in its intent (empty: none fit)."""
+        job = self.store.get_job(name)
+        if job is None:
+            return []
+        try:
+            targets = select_targets(name, job.get("tags"), members, self.region, self.rng)
+        except TargetError:
+            return []
+        return [t["Name"] for t in targets]
+
     def _commit_launches(self, launches: list[Launch]) -> None:
         now_ns = time.time_ns()
+        members = self.members()
         commands = []
         for i, launch in enumerate(launches):
             scheduled_ns = int(launch.scheduled.timestamp()) * 1_000_000_000
@@ -378,12 +410,14 @@ class Agent:
                     "group": now_ns + i,
                     "cause": launch.cause,
                     "now_ns": max(now_ns, scheduled_ns),
+                    "nodes": self._chosen_nodes(launch.job_name, members),
                 }
             )
         results = self.committer.submit(commands)
         with self._cond:
             for cmd, result in zip(commands, results, strict=True):
                 if result.ok:
+                    self._intent_nodes[cmd["group"]] = cmd["nodes"]
                     heapq.heappush(self._ready, (cmd["scheduled_ns"], cmd["group"], cmd["name"]))
                 else:
                     log.info("launch of %s skipped: %s", cmd["name"], result.error)
@@ -398,12 +432,14 @@ class Agent:
         members: list[dict] | None = None,
     ) -> bool:
         job = self.store.get_job(name)
+        chosen = self._intent_nodes.pop(group, None)
         if job is None or (job.get("disabled") and scheduled_ns is not None):
             self.committer.submit_async([{"op": "close_intent", "group": group}])
             return False
+        members = members or self.members()
         try:
-            targets = select_targets(
-                name, job.get("tags"), members or self.members(), self.region, self.rng
+            targets = self._committed_targets(chosen, members) or select_targets(
+                name, job.get("tags"), members, self.region, self.rng
             )
         except TargetError as e:
             log.warning("%s", e)
@@ -417,6 +453,19 @@ class Agent:
                     self._remote_run, target, job, group, attempt, scheduled_ns
                 )
         return True
+
+    def _committed_targets(self, chosen: list[str] | None, members: list[dict]) -> list[dict]:
+        """The live members among the nodes the intent recorded (empty: choose afresh).
+
+        A recorded node that died before dispatch never received the run, so it is replaced
+        by a fresh choice: the run was not sent anywhere yet, so it cannot run twice.
+        """
+        if not chosen:
+            return []
+        alive = {m["Name"]: m for m in members if m["statusText"] == "alive"}
+        if any(name not in alive for name in chosen):
+            return []
+        return [alive[name] for name in chosen]
 
     def _remote_run(
         self,
@@ -440,16 +489,31 @@ class Agent:
             "attempt": attempt,
             "scheduled_ns": scheduled_ns,
             "report_to": self.rpc_addr,
+            "term": self._leader_term(),
         }
         logs.event("launch", job=job["name"], group=group, attempt=attempt, node=target["Name"])
         try:
             execution = self.rpc_client.call(addr, "agent.run", args, timeout=10)
         except RpcError as e:
-            if not self.is_leader():
+            if not self.is_leader() or STALE_LEADER in str(e):
                 return  # a newer leader settles this launch (launch simulation finding)
             unsure = not str(e).startswith("cannot reach")
-            if unsure and self._node_knows_group(target["Name"], addr, group):
-                return  # the request did arrive and the run goes on: its node reports the end
+            if unsure:
+                if self._node_knows_group(target["Name"], addr, group):
+                    return  # the request did arrive and the run goes on: its node reports
+                if self._node_failed(target["Name"]):
+                    # It may have started the run before it died: running it elsewhere as
+                    # the same attempt could launch it twice. The attempt failed; retries
+                    # decide (launch simulation finding).
+                    self._record_failed_attempt(
+                        job,
+                        group,
+                        attempt,
+                        target["Name"],
+                        scheduled_ns,
+                        f"node {target['Name']} failed before confirming the run: {e}",
+                    )
+                    return
             tried = tried | {target["Name"]}
             others = [m for m in self.members() if m["Name"] not in tried]
             try:
@@ -471,26 +535,62 @@ class Agent:
                 else:
                     self._remote_run(alternative, job, group, attempt, scheduled_ns, tried)
                 return
-            now_ns = time.time_ns()
-            stamp = format_rfc3339(ns_to_datetime(now_ns))
-            failed = {
-                "id": f"{now_ns}-{target['Name']}",
-                "job_name": job["name"],
-                "started_at": stamp,
-                "finished_at": stamp,
-                "success": False,
-                "output": f"could not start the run on node {target['Name']}: {e}",
-                "node_name": target["Name"],
-                "group": group,
-                "attempt": attempt,
-                "started_ns": now_ns,
-                "scheduled_ns": scheduled_ns,
-            }
-            self._on_started(job, failed, None, commit_only=True)
-            self._on_finished(job, failed, False, None)
+            self._record_failed_attempt(
+                job,
+                group,
+                attempt,
+                target["Name"],
+                scheduled_ns,
+                f"could not start the run on node {target['Name']}: {e}",
+            )
             return
         self.remote.started(execution, addr)
         self.committer.submit_async([{"op": "execution_started", "execution": execution}])
+
+    def _fence(self, term: Any) -> None:
+        """Refuse run requests from a leader older than one that already asked this node.
+
+        A new leader asks every node which launches it has before it settles them; a request
+        from the deposed leader arriving after that could start a launch the new leader is
+        about to settle, so it is refused.
+        """
+        if not isinstance(term, int) or isinstance(term, bool):
+            return  # a leader without Raft, or an older node: no fencing
+        with self._fence_lock:
+            if term < self._fence_term:
+                raise RpcError(f"{STALE_LEADER}: term {term} is older than {self._fence_term}")
+            self._fence_term = term
+
+    def _node_failed(self, name: str) -> bool:
+        return not any(m["Name"] == name and m["statusText"] == "alive" for m in self.members())
+
+    def _record_failed_attempt(
+        self,
+        job: dict,
+        group: int,
+        attempt: int,
+        node: str,
+        scheduled_ns: int | None,
+        reason: str,
+    ) -> None:
+        """Record the attempt as a failed execution on `node`; the job's retries apply."""
+        now_ns = time.time_ns()
+        stamp = format_rfc3339(ns_to_datetime(now_ns))
+        failed = {
+            "id": f"{now_ns}-{node}",
+            "job_name": job["name"],
+            "started_at": stamp,
+            "finished_at": stamp,
+            "success": False,
+            "output": reason,
+            "node_name": node,
+            "group": group,
+            "attempt": attempt,
+            "started_ns": now_ns,
+            "scheduled_ns": scheduled_ns,
+        }
+        self._on_started(job, failed, None, commit_only=True)
+        self._on_finished(job, failed, False, None)
 
     def _node_knows_group(self, name: str, addr: str, group: int) -> bool:
         """After an unanswered `agent.run` the run may have started there: running it on
@@ -504,7 +604,7 @@ class Agent:
                 return False
             except RpcError:
                 pass
-            if not any(m["Name"] == name and m["statusText"] == "alive" for m in self.members()):
+            if self._node_failed(name):
                 return False  # failed: whatever it ran died with it
             self._stopping.wait(SETTLE_RETRY_SECONDS)
         return True  # no longer leader: the new leader settles it
@@ -670,7 +770,7 @@ class Agent:
         if job is None:
             return Result(False, f'job "{name}" not found', 404)
         try:
-            select_targets(name, job.get("tags"), self.members(), self.region, self.rng)
+            targets = select_targets(name, job.get("tags"), self.members(), self.region, self.rng)
         except TargetError as e:
             return Result(False, str(e), 404)
         now_ns = time.time_ns()
@@ -681,9 +781,11 @@ class Agent:
             "group": now_ns,
             "cause": cause,
             "now_ns": now_ns,
+            "nodes": [t["Name"] for t in targets],
         }
         result = self.committer.submit([cmd])[0]
         if result.ok:
+            self._intent_nodes[now_ns] = cmd["nodes"]
             self._dispatch(name, now_ns, 1, None)
         else:
             log.info("%s run of %s refused: %s", cause, name, result.error)
@@ -872,6 +974,7 @@ class Agent:
         if method.startswith("raft.") and self.cluster is not None:
             return self.cluster.handle_rpc(method, args, peer)
         if method == "agent.run":
+            self._fence(args.get("term"))
             execution = self.runner.start(
                 args["job"],
                 int(args["group"]),
@@ -886,6 +989,9 @@ class Agent:
             return self.runner.stop(str(args["id"]))
         if method == "agent.running":
             return [ex["id"] for ex in self.runner.busy()] + self.reporter.undelivered()
+        if method == "agent.launches":
+            self._fence(args.get("term") if isinstance(args, dict) else None)
+            return {"groups": self.runner.known_groups(), "up_since_ns": self.up_since_ns}
         if method == "agent.groups":
             return self.runner.known_groups()
         if method == "leader.run_now":
@@ -925,6 +1031,7 @@ class Agent:
             self._scheduling = False
             self.core = SchedulerCore()
             self._ready.clear()
+            self._intent_nodes.clear()
             self._cond.notify_all()
         if leader:
             try:
@@ -974,23 +1081,36 @@ class Agent:
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
 
-    def _groups_known_to_nodes(self) -> tuple[set[int], list[str]]:
+    def _groups_known_to_nodes(self) -> tuple[set[int], list[str], dict[str, int]]:
         """Launch groups that some node runs or ran lately (the old leader did dispatch them),
-        and the live nodes that could not be asked."""
+        the live nodes that could not be asked, and when each node that answered started."""
         known = set(self.runner.known_groups())
         unasked: list[str] = []
+        up_since = {self.node_name: self.up_since_ns}
         for m in self.members():
             addr = m["Tags"].get("rpc_addr")
             if m["statusText"] != "alive" or not addr or m["Name"] == self.node_name:
                 continue
             try:
-                known.update(int(g) for g in self.rpc_client.call(addr, "agent.groups", timeout=3))
-            except RpcError:
+                answer = self.rpc_client.call(
+                    addr, "agent.launches", {"term": self._leader_term()}, timeout=3
+                )
+                known.update(int(g) for g in answer["groups"])
+                up_since[m["Name"]] = int(answer["up_since_ns"])
+            except RpcError as e:
+                if "unknown method" in str(e):  # an older node: it cannot say when it started
+                    try:
+                        groups = self.rpc_client.call(addr, "agent.groups", timeout=3)
+                        known.update(int(g) for g in groups)
+                        up_since[m["Name"]] = 0
+                        continue
+                    except (RpcError, TypeError, ValueError):
+                        pass
                 log.warning("could not ask %s which launches it ran", m["Name"])
                 unasked.append(m["Name"])
-            except (TypeError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 log.warning("%s answered which launches it ran with nonsense", m["Name"])
-        return known, unasked
+        return known, unasked, up_since
 
     def _reconcile_loop(self) -> None:
         """Every few seconds, check that executions recorded as running really run somewhere.

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from agent_support import AgentProcess, shell_job
+
+from dkron_pkg.rpc import RpcClient, RpcError
 
 
 def seed_of(node) -> str:
@@ -156,3 +159,27 @@ def test_a_worker_that_restarts_mid_run_does_not_leave_a_phantom_running_record(
     finally:
         worker.stop()
         server.stop()
+
+
+def test_a_node_refuses_runs_from_a_leader_older_than_one_that_asked_it(tmp_path):
+    """Fencing: once a new leader (term 7) has asked a node which launches it has, a run
+    request from the deposed leader (term 6) is refused, so it cannot start a launch the new
+    leader is settling; the node also says when it started, for the lost-run rule."""
+    worker = AgentProcess(tmp_path / "wrk", node="wrk", server=False).start()
+    client = RpcClient(None)
+    addr = f"127.0.0.1:{worker.rpc_port}"
+    job = shell_job("fenced", "echo ran")
+    request = {"job": job, "attempt": 1, "scheduled_ns": None, "report_to": "127.0.0.1:9"}
+    try:
+        before = time.time_ns()
+        answer = client.call(addr, "agent.launches", {"term": 7}, timeout=10)
+        assert answer["groups"] == [] and 0 < answer["up_since_ns"] < before
+        with pytest.raises(RpcError, match="newer leader"):
+            client.call(addr, "agent.run", {**request, "group": 1, "term": 6}, timeout=10)
+        assert 1 not in client.call(addr, "agent.launches", {"term": 7}, timeout=10)["groups"]
+        execution = client.call(addr, "agent.run", {**request, "group": 2, "term": 7}, timeout=10)
+        assert execution["node_name"] == "wrk" and execution["group"] == 2
+        assert 2 in client.call(addr, "agent.launches", {"term": 7}, timeout=10)["groups"]
+    finally:
+        client.close()
+        worker.stop()
