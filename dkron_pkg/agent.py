@@ -38,7 +38,7 @@ from dkron_pkg.runner import Runner
 from dkron_pkg.scheduler import Launch, SchedulerCore
 from dkron_pkg.store import Result, Store
 from dkron_pkg.swim import MemberEvent
-from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
+from dkron_pkg.timefmt import format_rfc3339
 
 log = logging.getLogger("dkron.agent")
 
@@ -574,21 +574,9 @@ class Agent:
         reason: str,
     ) -> None:
         """Record the attempt as a failed execution on `node`; the job's retries apply."""
-        now_ns = time.time_ns()
-        stamp = format_rfc3339(ns_to_datetime(now_ns))
-        failed = {
-            "id": f"{now_ns}-{node}",
-            "job_name": job["name"],
-            "started_at": stamp,
-            "finished_at": stamp,
-            "success": False,
-            "output": reason,
-            "node_name": node,
-            "group": group,
-            "attempt": attempt,
-            "started_ns": now_ns,
-            "scheduled_ns": scheduled_ns,
-        }
+        failed = launch_settle.failed_attempt(
+            job["name"], node, group, attempt, time.time_ns(), scheduled_ns, reason
+        )
         self._on_started(job, failed, None, commit_only=True)
         self._on_finished(job, failed, False, None)
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
+
 CLOSE = "close"  # nothing left to do: record the intent as settled
 REQUEUE = "requeue"  # its scheduled time is recent: dispatch it at that time as usual
 RETRY = "retry"  # its last attempt failed and attempts remain: run the next one
@@ -135,3 +137,33 @@ def _after_executions(intent: dict, job: dict, executions: list[dict]) -> Action
             job=job,
         )
     return Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)
+
+
+def failed_attempt(
+    job_name: str,
+    node: str,
+    group: int,
+    attempt: int,
+    now_ns: int,
+    scheduled_ns: int | None,
+    reason: str,
+    execution_id: str = "",
+) -> dict:
+    """The execution record of an attempt that never ran, or died with its node unreported.
+
+    Recorded as started and ended at once, it closes the attempt so the job's retries decide.
+    """
+    stamp = format_rfc3339(ns_to_datetime(now_ns))
+    return {
+        "id": execution_id or f"{now_ns}-{node}",
+        "job_name": job_name,
+        "started_at": stamp,
+        "finished_at": stamp,
+        "success": False,
+        "output": reason,
+        "node_name": node,
+        "group": group,
+        "attempt": attempt,
+        "started_ns": now_ns,
+        "scheduled_ns": scheduled_ns,
+    }

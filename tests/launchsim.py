@@ -914,20 +914,16 @@ class LaunchSim:
         if not server.alive:
             return
         now_ns = self.now_ns()
-        stamp = format_rfc3339(ns_to_datetime(now_ns))
-        failed = {
-            "id": f"{now_ns}-{node}-{group}-{attempt}-f",
-            "job_name": job["name"],
-            "started_at": stamp,
-            "finished_at": stamp,
-            "success": False,
-            "output": reason,
-            "node_name": node,
-            "group": group,
-            "attempt": attempt,
-            "started_ns": now_ns,
-            "scheduled_ns": scheduled_ns,
-        }
+        failed = launch_settle.failed_attempt(
+            job["name"],
+            node,
+            group,
+            attempt,
+            now_ns,
+            scheduled_ns,
+            reason,
+            execution_id=f"{now_ns}-{node}-{group}-{attempt}-f",
+        )
         self.propose(server, [{"op": "execution_started", "execution": failed}], _ignore)
         self._record_done(server, job, failed, False, _ignore_results)
 
