@@ -22,7 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dkron_pkg import __version__, crontab_bridge, launch_settle, logs, metrics
+from dkron_pkg import __version__, crontab_bridge, launch_settle, logs, metrics, osdeps
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.committer import Committer
 from dkron_pkg.config import split_host_port
@@ -1217,6 +1217,7 @@ def _unlock_data_dir(handle: Any) -> None:
 def run_agent(config: Any, reload: Callable[[], Any] | None = None) -> int:
     """Run an agent until SIGTERM/SIGINT (graceful) or /v1/leave; SIGHUP reloads config."""
     logs.setup(str(getattr(config, "log_level", "info")), bool(getattr(config, "log_json", False)))
+    osdeps.tune_memory()
     try:
         agent = Agent(config)
         agent.start()

@@ -255,3 +255,42 @@ def test_ps_fallback_agrees_with_proc_about_this_process() -> None:
     ppid, pgid, rss, _state = table[os.getpid()]
     assert (ppid, pgid) == (os.getppid(), os.getpgid(0))
     assert rss > 0
+
+
+REPO = Path(__file__).resolve().parent.parent
+_RSS_AFTER_BIG_BUFFERS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from dkron_pkg import osdeps
+if sys.argv[2] == "tuned":
+    assert osdeps.tune_memory()
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+base = rss_mb()
+for size_mb in (30, 20, 25, 30):  # snapshot-sized buffers, made and freed one after another
+    buf = b"x" * (size_mb << 20)
+    del buf
+print(rss_mb() - base)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator tuning")
+def test_tuned_memory_gives_big_freed_buffers_back_to_the_system() -> None:
+    """A leader makes and frees snapshot-sized buffers all day: with the tuning its RSS falls
+    back after each one instead of keeping the largest resident."""
+
+    def growth(mode: str) -> float:
+        out = subprocess.run(
+            [sys.executable, "-c", _RSS_AFTER_BIG_BUFFERS, str(REPO), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return float(out.stdout.strip())
+
+    tuned, untuned = growth("tuned"), growth("default")
+    assert tuned < 5, f"RSS stayed {tuned:.1f} MB above its start after the buffers were freed"
+    assert untuned > tuned + 15, "the default allocator was expected to keep a buffer resident"
