@@ -50,6 +50,7 @@ RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions
 INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
 SETTLE_RETRY_SECONDS = 1.0  # a new leader asks unreachable live nodes again this often
 STALE_LEADER = "refused: a newer leader has taken over"
+NOT_RUNNING = 2**63 - 1  # the "up since" of a node whose agent does not listen: after anything
 
 
 def utcnow() -> datetime:
@@ -235,18 +236,31 @@ class Agent:
         decision is `launch_settle.settle`; this carries its actions out.
         """
         intents = self.store.open_intents()
-        up_since: dict[str, int] | None = None
-        while intents and self.cluster is not None:
-            known, unasked, up_since = self._groups_known_to_nodes()
-            if not unasked:
+        while intents:
+            waiting: list[dict] = []
+            up_since: dict[str, int] | None = None
+            if self.cluster is not None:
+                known, unasked, up_since = self._groups_known_to_nodes()
                 skip = skip | known
-                break
-            # A live node that cannot be asked may run one of these launches: settling now
-            # could launch it twice. Ask again until it answers or is declared failed.
+                if unasked:
+                    # A live node that cannot be asked may run one of these launches: only
+                    # those whose recorded nodes all answered are settled now; the others
+                    # wait until it answers or is declared failed (else one could run twice).
+                    ready = [i for i in intents if set(i.get("nodes") or ["?"]) <= set(up_since)]
+                    waiting = [i for i in intents if i not in ready]
+                    intents = ready
+            self._settle_now(intents, skip, up_since)
+            if not waiting:
+                return
             if self._stopping.wait(SETTLE_RETRY_SECONDS) or not self.is_leader():
                 return
-            groups = {i["group"] for i in intents}
+            groups = {i["group"] for i in waiting}
             intents = [i for i in self.store.open_intents() if i["group"] in groups]
+
+    def _settle_now(
+        self, intents: list[dict], skip: set[int], up_since: dict[str, int] | None
+    ) -> None:
+        """Decide (launch_settle.settle) and carry out the fate of these open intents."""
         now_ns = time.time_ns()
         actions = launch_settle.settle(
             intents,
@@ -1086,6 +1100,11 @@ class Agent:
                 known.update(int(g) for g in answer["groups"])
                 up_since[m["Name"]] = int(answer["up_since_ns"])
             except RpcError as e:
+                if str(e).startswith("cannot reach"):
+                    # Nothing listens there: its agent is gone (a restart is on its way), so
+                    # a run it started died with it or is orphaned. Settle it as restarted.
+                    up_since[m["Name"]] = NOT_RUNNING
+                    continue
                 if "unknown method" in str(e):  # an older node: it cannot say when it started
                     try:
                         groups = self.rpc_client.call(addr, "agent.groups", timeout=3)
@@ -1162,7 +1181,30 @@ class Agent:
                 self._handle_follow_ups(result.follow_ups)
 
     def _abandon_node(self, node: str) -> None:
-        """A dead node's running executions fail now (retries apply), never stay "running"."""
+        """A dead node's running executions fail now (retries apply), never stay "running".
+
+        A node killed and restarted at once can be declared failed after its new process is
+        back and running new launches: if it answers, only the runs that began before its new
+        process started are failed (they died with the old one); else a retry could run a
+        launch that is still going a second time.
+        """
+        addr = next((m["Tags"].get("rpc_addr") for m in self.members() if m["Name"] == node), "")
+        up_since = None
+        if addr:
+            try:
+                answer = self.rpc_client.call(addr, "agent.launches", {}, timeout=2)
+                up_since = int(answer["up_since_ns"])
+            except (RpcError, KeyError, TypeError, ValueError):
+                up_since = None
+        if up_since is not None:
+            died = [
+                ex["id"]
+                for ex in self.store.running_executions()
+                if ex.get("node_name") == node and int(ex.get("started_ns", 0)) < up_since
+            ]
+            if died:
+                self._abandon_executions(died, f"node {node} restarted while this was running")
+            return
         result = self.committer.submit(
             [
                 {
@@ -1174,6 +1216,15 @@ class Agent:
             ]
         )[0]
         self._handle_follow_ups(result.follow_ups)
+
+    def _abandon_executions(self, ids: list[str], reason: str) -> None:
+        """Fail these running executions now; the job's retries apply."""
+        now_ns = time.time_ns()
+        results = self.committer.submit(
+            [{"op": "abandon_running", "id": i, "now_ns": now_ns, "reason": reason} for i in ids]
+        )
+        for result in results:
+            self._handle_follow_ups(result.follow_ups)
 
     def crontab_import(
         self, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
