@@ -224,7 +224,11 @@ def main() -> None:
         on_agents = sum(1 for ex in exs if ex.get("node_name", "").startswith("a"))
         fails = []
         for _ in range(a.kills):
-            fails.append(failover(servers, settle_s=8.0))
+            try:
+                fails.append(failover(servers, settle_s=8.0))
+            except RuntimeError as e:  # report it with the other figures, do not lose them
+                print(f"failover: {e}", flush=True)
+                fails.append(float("nan"))
             time.sleep(5)  # the restarted node catches up before the next kill
         result = {
             "jobs": a.jobs,
