@@ -39,11 +39,14 @@ def node_name(node: AgentProcess) -> str:
     return node.args[node.args.index("--node-name") + 1]
 
 
-def start_cluster(base: Path) -> tuple[list[AgentProcess], list[AgentProcess]]:
-    first = AgentProcess(base / "s1", node="s1", expect=3).start()
+def start_cluster(
+    base: Path, server_args: tuple[str, ...] = ()
+) -> tuple[list[AgentProcess], list[AgentProcess]]:
+    first = AgentProcess(base / "s1", *server_args, node="s1", expect=3).start()
     seed = f"127.0.0.1:{first.gossip_port}"
     servers = [first] + [
-        AgentProcess(base / f"s{i}", "--join", seed, node=f"s{i}", expect=3).start() for i in (2, 3)
+        AgentProcess(base / f"s{i}", *server_args, "--join", seed, node=f"s{i}", expect=3).start()
+        for i in (2, 3)
     ]
     agents = [
         AgentProcess(base / f"a{i}", "--join", seed, node=f"a{i}", server=False).start()

@@ -189,10 +189,11 @@ def main() -> None:
     ap.add_argument("--sample-every", type=float, default=30.0, help="seconds between samples")
     ap.add_argument("--kills", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--raft-multiplier", type=int, default=1, help="passed to the servers")
     a = ap.parse_args()
 
     base = Path(tempfile.mkdtemp(prefix="dkron-load-"))
-    servers, agents = start_cluster(base)
+    servers, agents = start_cluster(base, ("--raft-multiplier", str(a.raft_multiplier)))
     try:
         leader = the_leader(servers)
         jobs = job_set(a.jobs, a.frequent, a.every)
