@@ -126,15 +126,19 @@ class TlsStream:
         if data:
             self.sock.sendall(data)
 
+    def _encrypt(self, data: bytes) -> bytes:
+        """TLS records for `data`, after any bytes the TLS engine already had waiting."""
+        with self._ssl_lock:
+            view = memoryview(data)
+            while view:
+                view = view[self._obj.write(view) :]
+            out = b"".join(self._backlog) + self._out.read()
+            self._backlog.clear()
+        return out
+
     def sendall(self, data: bytes) -> None:
         with self._send_lock:
-            with self._ssl_lock:
-                view = memoryview(data)
-                while view:
-                    view = view[self._obj.write(view) :]
-                out = b"".join(self._backlog) + self._out.read()
-                self._backlog.clear()
-            self.sock.sendall(out)
+            self.sock.sendall(self._encrypt(data))
 
     def send_nowait(self, data: bytes, dontwait: int) -> bool:
         """Encrypt and send `data` without blocking; False (nothing done) if another writer is
@@ -144,12 +148,7 @@ class TlsStream:
             return False
         handed_off = False
         try:
-            with self._ssl_lock:
-                view = memoryview(data)
-                while view:
-                    view = view[self._obj.write(view) :]
-                out = b"".join(self._backlog) + self._out.read()
-                self._backlog.clear()
+            out = self._encrypt(data)
             try:
                 sent = self.sock.send(out, dontwait)
             except (BlockingIOError, InterruptedError):
