@@ -17,11 +17,13 @@ import argparse
 import http.client
 import json
 import random
+import re
 import sqlite3
 import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,8 @@ from agent_support import AgentProcess, shell_job
 from chaos_failover import leader_name, node_name, start_cluster
 
 DISPATCH_LEAD_NS = 250_000_000
+LOG_TIME = re.compile(r"time=(\S+Z) ")
+SLOW_ROUND = re.compile(r"loop round took (\d+) ms")
 CLK_TCK = 100
 
 
@@ -210,6 +214,7 @@ def main() -> None:
         window_end_ns = time.time_ns()
         if the_leader(servers) is not leader:
             print("warning: leadership changed during the sampling window")
+        raft_seen = raft_events(servers, window_start_ns, window_end_ns)
         exs = [
             ex
             for ex in executions(leader, window_start_ns)
@@ -250,6 +255,7 @@ def main() -> None:
             "api_p50_ms": round(pct([s["api_p50_ms"] for s in samples], 50), 2),
             "api_max_ms": round(max(s["api_max_ms"] for s in samples), 2),
             "failover_s": [round(f, 3) for f in fails],
+            **raft_seen,
             "minutes": a.minutes,
         }
     finally:
@@ -271,6 +277,11 @@ def main() -> None:
         f"CPU mean {result['leader_cpu_mean_pct']}% of one core"
     )
     print(f"API GET /v1/jobs page: p50 {result['api_p50_ms']} ms, max {result['api_max_ms']} ms")
+    print(
+        f"raft in the sampling window: {result['leader_elections']} leaders elected, "
+        f"{result['slow_loop_rounds']} loop rounds over 100 ms (slowest "
+        f"{result['slowest_loop_round_ms']} ms)"
+    )
     fo = sorted(result["failover_s"])
     print(
         f"failover (leader kill -9 -> first launch by the new leader): "
@@ -279,6 +290,31 @@ def main() -> None:
     if a.json:
         a.json.write_text(json.dumps({**result, "samples": samples}, indent=1))
     print(f"logs in {base}")
+
+
+def raft_events(servers: list[AgentProcess], lo_ns: int, hi_ns: int) -> dict:
+    """Elections and slow Raft loop rounds the servers logged between lo and hi."""
+    elected = slow = 0
+    slowest = 0
+    for server in servers:
+        for line in server.log().splitlines():
+            found = LOG_TIME.match(line)
+            if not found:
+                continue
+            at = datetime.fromisoformat(found.group(1)).timestamp() * 1e9
+            if not lo_ns <= at < hi_ns:
+                continue
+            if " is leader in term " in line:
+                elected += 1
+            took = SLOW_ROUND.search(line)
+            if took:
+                slow += 1
+                slowest = max(slowest, int(took.group(1)))
+    return {
+        "leader_elections": elected,
+        "slow_loop_rounds": slow,
+        "slowest_loop_round_ms": slowest,
+    }
 
 
 def _fires_between(schedule: str, lo_ns: int, hi_ns: int) -> int:

@@ -463,9 +463,7 @@ class Agent:
             if target["Name"] == self.node_name:
                 self._start_run(job, group, attempt, scheduled_ns)
             else:
-                self._follow_pool.submit(
-                    self._remote_run, target, job, group, attempt, scheduled_ns
-                )
+                self._follow_up(self._remote_run, target, job, group, attempt, scheduled_ns)
         return True
 
     def _committed_targets(self, chosen: list[str] | None, members: list[dict]) -> list[dict]:
@@ -652,10 +650,16 @@ class Agent:
             [{"op": "execution_done", "execution": execution, "no_retry": stopped}]
         )
         # Follow-ups commit again, so they must not run on the committer's own thread.
-        fut.add_done_callback(
-            lambda f: self._follow_pool.submit(self._after_done, job, execution, f)
-        )
+        fut.add_done_callback(lambda f: self._follow_up(self._after_done, job, execution, f))
         return fut
+
+    def _follow_up(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn` on the follow-up pool; once the agent is stopping, it is left undone (the
+        next leader settles what it would have)."""
+        try:
+            self._follow_pool.submit(fn, *args)
+        except RuntimeError:
+            log.info("stopping: %s not run", getattr(fn, "__name__", "a follow-up"))
 
     def _process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
@@ -1036,10 +1040,7 @@ class Agent:
             self._intent_nodes.clear()
             self._cond.notify_all()
         if leader:
-            try:
-                self._follow_pool.submit(self._become_leader)
-            except RuntimeError:  # the agent is shutting down: nothing to lead
-                log.info("leadership gained while stopping: not scheduling")
+            self._follow_up(self._become_leader)
 
     def _become_leader(self) -> None:
         """Apply everything the old leader committed, then arm the scheduler and settle.
@@ -1076,7 +1077,7 @@ class Agent:
         logs.event("member", kind=event.kind, member=event.member.name, status=event.member.status)
         if event.kind == "failed" and self.is_leader() and event.member.name != self.node_name:
             self.remote.forget_node(event.member.name)
-            self._follow_pool.submit(self._abandon_node, event.member.name)
+            self._follow_up(self._abandon_node, event.member.name)
         if self.membership is not None:
             counts: dict[str, int] = {}
             for m in self.membership.raw_members():

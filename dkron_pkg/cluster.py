@@ -18,12 +18,12 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from typing import TYPE_CHECKING, Any
 
 from dkron_pkg import metrics
 from dkron_pkg.raft_storage import StorageError
-from dkron_pkg.raftnode import NotLeaderError, RaftError, RaftReplicator
+from dkron_pkg.raftnode import NotLeaderError, RaftError, RaftReplicator, server_raft_config
 from dkron_pkg.rpc import RpcError
 from dkron_pkg.store import Result
 
@@ -109,8 +109,8 @@ class ReplicatedCommitter:
             try:
                 outer.set_result(f.result())
                 metrics.raft_commit_latency(time.monotonic() - started)
-            except COMMIT_ERRORS as e:  # same as above
-                outer.set_result(_failed(commands, f"not committed: {e}"))
+            except (*COMMIT_ERRORS, CancelledError) as e:  # same as above
+                outer.set_result(_failed(commands, f"not committed: {e or 'cancelled'}"))
 
         inner.add_done_callback(done)
         return outer
@@ -173,14 +173,8 @@ class Cluster:
             return
 
     def _start_replicator(self, bootstrap: dict[str, str] | None) -> None:
-        from dkron_pkg.raftlog import RaftConfig
-
         mult = max(1, int(getattr(self.agent.config, "raft_multiplier", 1) or 1))
-        config = RaftConfig(
-            election_timeout_min_ms=150 * mult,
-            election_timeout_max_ms=300 * mult,
-            heartbeat_ms=50 * mult,
-        )
+        config = server_raft_config(mult)
         replicator = RaftReplicator(
             self.agent.node_name,
             self.agent.rpc_addr,

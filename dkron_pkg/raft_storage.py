@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -69,7 +70,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FileStorage:
-    """The node's disk. Not thread-safe: the event loop owns it."""
+    """The node's disk. The event loop owns the log; a local snapshot may be stored from
+    another thread (`keep_snapshot`), so that a large one never holds up the loop."""
 
     def __init__(self, path: str | os.PathLike[str], fsync: bool = True) -> None:
         self.dir = Path(path)
@@ -85,6 +87,7 @@ class FileStorage:
         self.offset = 0
         self.offset_term = 0
         self.entries: list[Entry] = []
+        self._snap_lock = threading.Lock()
         self._read_snapshot()
         self._read_log()
         self._reconcile_with_snapshot()
@@ -232,7 +235,8 @@ class FileStorage:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """A snapshot received from the leader: it replaces the whole log."""
-        self._write_snapshot(snapshot)
+        with self._snap_lock:
+            self._write_snapshot(snapshot)
         self.offset, self.offset_term, self.entries = snapshot.meta.index, snapshot.meta.term, []
         if self.hard.commit < snapshot.meta.index:
             self.hard = HardState(self.hard.term, self.hard.vote, snapshot.meta.index)
@@ -240,9 +244,22 @@ class FileStorage:
 
     def compact(self, compacted: Compacted) -> None:
         """A local snapshot: store it, then drop entries up to `compacted.offset`."""
-        if self.snapshot is None or compacted.snapshot.meta.index > self.snapshot.meta.index:
-            self._write_snapshot(compacted.snapshot)
-        if compacted.offset > self.offset:
+        self.keep_snapshot(compacted.snapshot)
+        self.drop_prefix(compacted)
+
+    def keep_snapshot(self, snapshot: Snapshot) -> bool:
+        """Durably store a local snapshot unless a newer one is stored. Safe from any thread:
+        the log file is not touched."""
+        with self._snap_lock:
+            if self.snapshot is not None and snapshot.meta.index <= self.snapshot.meta.index:
+                return False
+            self._write_snapshot(snapshot)
+            return True
+
+    def drop_prefix(self, compacted: Compacted) -> None:
+        """Drop entries up to `compacted.offset`, once a stored snapshot covers them (loop)."""
+        covered = self.snapshot is not None and self.snapshot.meta.index >= compacted.offset
+        if covered and compacted.offset > self.offset:
             del self.entries[: compacted.offset - self.offset]
             self.offset, self.offset_term = compacted.offset, compacted.offset_term
             self._rewrite_log()

@@ -146,6 +146,9 @@ class RaftConfig:
     snapshot_retry_ms: int = 300
     pre_vote: bool = True
     check_quorum: bool = True
+    # After a tick gap longer than two heartbeats (this node itself did not run), wait for the
+    # messages that queued meanwhile before judging the leader or the quorum by its silence.
+    stall_grace: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +354,8 @@ class RaftNode:
         self._waiting_reads: list[bytes] = []
         self._ticked = False
         self.rejected: Counter[str] = Counter()
+        # Why the role last changed, for operators reading the log of an unstable cluster.
+        self.role_reason = "start"
         self._vote_resend_due = 0
         self._campaign_transfer = False
         self._reset_election_timer()
@@ -429,17 +434,37 @@ class RaftNode:
             self.now = now_ms
             self._reset_election_timer()
             return
+        gap = now_ms - self.now
         self.now = max(self.now, now_ms)
+        if self.cfg.stall_grace and gap > 2 * self.cfg.heartbeat_ms:
+            self._after_own_stall()
         if self.role == Role.LEADER:
             self._tick_leader()
         elif self.now >= self._election_deadline:
             if self.id in self.voters:
+                silent = self.now - self._last_leader_contact
+                self.role_reason = (
+                    f"no word from leader {self.leader_id} for {silent} ms"
+                    if self.leader_id is not None and silent < 10**9
+                    else "no leader known"
+                )
                 self._campaign(pre_vote=self.cfg.pre_vote, transfer=False)
             else:
                 self._reset_election_timer()
         elif self.role != Role.FOLLOWER and self.now >= self._vote_resend_due:
             # Lost vote requests would otherwise cost a whole election timeout.
             self._request_votes(self.role == Role.PRE_CANDIDATE, self._campaign_transfer)
+
+    def _after_own_stall(self) -> None:
+        """A paused process or a starved machine: what this node did not hear while it was not
+        running says nothing about the others, and their messages are still queued for it."""
+        grace = 2 * self.cfg.heartbeat_ms
+        if self.role == Role.LEADER:
+            self._quorum_check_due = max(
+                self._quorum_check_due, self.now + self.cfg.election_timeout_min_ms
+            )
+        else:
+            self._election_deadline = max(self._election_deadline, self.now + grace)
 
     def _tick_leader(self) -> None:
         if self._transferee is not None and self.now >= self._transfer_deadline:
@@ -454,6 +479,10 @@ class RaftNode:
             for pr in self._progress.values():
                 pr.recent_active = False
             if active < self._quorum():
+                self.role_reason = (
+                    f"check-quorum: {active} of {len(self.voters)} voters heard from"
+                    f" in {self.cfg.election_timeout_min_ms} ms"
+                )
                 self._become_follower(self.term, None)
                 return
         if self.now >= self._heartbeat_due:
@@ -476,6 +505,7 @@ class RaftNode:
             self.rejected[problem] += 1
             return
         if msg.term > self.term:
+            self.role_reason = f"{type(msg).__name__} from {msg.src} in term {msg.term}"
             if isinstance(msg, RequestVote):
                 in_lease = (
                     self.cfg.check_quorum
@@ -525,6 +555,7 @@ class RaftNode:
             return
         if self.leader_id is not None and msg.src != self.leader_id:
             return
+        self.role_reason = "leadership transferred here"
         self._campaign(pre_vote=False, transfer=True)
 
     def propose(self, data: bytes) -> Proposal | NotLeader | Refused:
@@ -660,6 +691,7 @@ class RaftNode:
         removed = self.role == Role.LEADER and self.id not in self.voters
         if removed and self._config_log and self._config_log[-1][0] <= self.commit_index:
             # A removed leader steps down once the change is committed.
+            self.role_reason = "removed from the voters"
             self._become_follower(self.term, None)
 
     def _hard_state(self) -> HardState:
@@ -748,6 +780,7 @@ class RaftNode:
         if granted >= self._quorum():
             self._on_election_won(msg.pre_vote)
         elif rejected >= len(self.voters) - self._quorum() + 1:
+            self.role_reason = "election lost"
             self._become_follower(self.term, None)
 
     def _become_leader(self) -> None:
@@ -958,6 +991,7 @@ class RaftNode:
         self.leader_id = leader
         self._last_leader_contact = self.now
         if self.role != Role.FOLLOWER:
+            self.role_reason = f"{leader} leads term {self.term}"
             self._become_follower(self.term, leader)
         self._reset_election_timer()
 

@@ -77,6 +77,7 @@ from .raft_messages import (
 from .raft_sender import PeerSender
 from .raft_storage import FileStorage
 from .raftlog import (
+    Compacted,
     ConfChange,
     NotLeader,
     Proposal,
@@ -93,6 +94,7 @@ from .store import Result, Store
 log = logging.getLogger("dkron.raft")
 
 TICK_S = 0.005
+SLOW_ROUND_MS = 100.0
 MAX_COMMANDS_PER_ENTRY = 2000
 MAX_BYTES_PER_ENTRY = 512 * 1024
 RETRY_PAUSE_S = 0.02
@@ -113,6 +115,17 @@ class RaftError(Exception):
 
 class _Retry(Exception):
     """Internal: the request was certainly not applied and may be sent again."""
+
+
+def server_raft_config(multiplier: int = 1) -> RaftConfig:
+    """An agent's timings: 500-1000 ms election timeouts, 100 ms heartbeats, times
+    `raft-multiplier` (Dkron's are 1-2 s and 1 s). A server shares its machine with the jobs it
+    launches, and under load (100 launches/s on two cores) its process was measured to be held
+    off the CPU for up to 330 ms: with 150-300 ms timeouts each such pause was an election."""
+    m = int(multiplier)
+    return raft_config(
+        m, election_timeout_min_ms=500 * m, election_timeout_max_ms=1000 * m, heartbeat_ms=100 * m
+    )
 
 
 def raft_config(multiplier: int = 1, **overrides: Any) -> RaftConfig:
@@ -197,6 +210,7 @@ class RaftReplicator:
         self.on_leadership = on_leadership
         self.on_applied = on_applied
         self.dropped: Counter[str] = Counter()
+        self.slow_rounds = 0
         self.recovered_from_peers_file = False
         # addresses: replicated (from the log / snapshots) and local knowledge (bootstrap ...)
         self._replicated_addrs: dict[str, str] = {}
@@ -215,6 +229,7 @@ class RaftReplicator:
         self._applied_cv = threading.Condition()
         self._store_floor = 0
         self._last_snapshot = 0
+        self._snapshotting = False  # a snapshot is being built or stored off the loop
         self._notify_until = 0.0  # tell followers new commits at once until then
         self._apply_sent = 0  # written by the Raft loop only
         self._apply_done = 0  # written by the apply thread only
@@ -782,6 +797,13 @@ class RaftReplicator:
         if role != self._role:
             was_leader = self._role == Role.LEADER
             self._role = role
+            log.info(
+                "raft: %s is %s in term %d (%s)",
+                self.id,
+                role.value,
+                node.term,
+                node.role_reason,
+            )
             if was_leader:
                 self._to_apply(("leadership", False))
                 for context, fut in list(self._reads.items()):
@@ -831,12 +853,14 @@ class RaftReplicator:
     def _raft_loop(self) -> None:
         node = self._node
         assert node is not None
+        t_wait = time.monotonic()
         try:
             while not self._stop.is_set():
                 try:
                     item = self._inbox.get(timeout=TICK_S)
                 except queue.Empty:
                     item = None
+                t_got = time.monotonic()
                 proposals: list[tuple[list[dict], Future]] = []
                 commit_before = node.commit_index
                 acked = False
@@ -859,12 +883,14 @@ class RaftReplicator:
                         item = None
                 if self._stop.is_set():
                     break
-                node.tick(int(time.monotonic() * 1000))
+                t_step = time.monotonic()
+                node.tick(int(t_step * 1000))
                 if proposals:
                     self._propose_batch(node, proposals)
                 self._publish_state()  # before applying: the apply thread reads the role
                 while node.has_ready():
                     self._handle_ready(node, node.ready())
+                t_ready = time.monotonic()
                 if (
                     node.role == Role.LEADER
                     and (acked or node.commit_index > commit_before)
@@ -873,11 +899,32 @@ class RaftReplicator:
                     self._tell_commit(node)
                 self._apply_deferred()
                 self._publish_state()
+                self._note_slow_round(t_wait, t_got, t_step, t_ready)
+                t_wait = time.monotonic()
         except BaseException as exc:  # a bug or a disk error: stop taking requests, loudly
             log.exception("raft: loop of %s failed", self.id)
             self._failed = exc
             self._stop.set()
             self._apply_q.put(None)
+
+    def _note_slow_round(self, t_wait: float, t_got: float, t_step: float, t_ready: float) -> None:
+        """Warn when one round of the loop kept heartbeats from going out for long: the usual
+        cause of needless elections is a slow disk or a starved process, and this says which."""
+        now = time.monotonic()
+        total_ms = (now - t_wait) * 1000
+        if total_ms < SLOW_ROUND_MS:
+            return
+        self.slow_rounds += 1
+        log.warning(
+            "raft: %s loop round took %.0f ms (waiting %.0f, messages %.0f, disk and sends %.0f,"
+            " apply %.0f)",
+            self.id,
+            total_ms,
+            (t_got - t_wait) * 1000,
+            (t_step - t_got) * 1000,
+            (t_ready - t_step) * 1000,
+            (now - t_ready) * 1000,
+        )
 
     def _propose_batch(self, node: RaftNode, proposals: list[tuple[list[dict], Future]]) -> None:
         if node.role != Role.LEADER:
@@ -1013,16 +1060,60 @@ class RaftReplicator:
                 fut.set_result(rs.index)
         node.advance(rd)
 
-    def _compact(self, index: int, data: bytes) -> None:
-        def run(node: RaftNode) -> None:
-            storage = self._storage
-            assert storage is not None
-            if index <= node.snapshot_index:
-                return
-            compacted = node.compact(index, data)
-            storage.compact(compacted)
+    def _start_snapshot(self, index: int) -> None:
+        """Pin the store's state at `index` (applied just now) and build the snapshot on its own
+        thread. Building and storing a large snapshot takes long; done on the loop it held up
+        heartbeats long enough for followers to call elections."""
+        view = getattr(self.store, "snapshot_view", None)
+        if view is not None:
+            write_out = view()
+        else:
+            data = self.store.snapshot()
 
-        self._call_in_loop(run)
+            def write_out() -> bytes:
+                return data
+
+        addresses = dict(self._replicated_addrs)
+        self._snapshotting = True
+        thread = threading.Thread(
+            target=self._build_snapshot,
+            args=(index, addresses, write_out),
+            name=f"raft-snapshot-{self.id}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _build_snapshot(
+        self, index: int, addresses: dict[str, str], write_out: Callable[[], bytes]
+    ) -> None:
+        try:
+            data = pack_snapshot(addresses, write_out())
+        except Exception:  # the next snapshot point tries again
+            log.exception("raft: %s could not build a snapshot at %d", self.id, index)
+            self._snapshotting = False
+            return
+        done = threading.Event()
+        kept: list[Compacted] = []
+
+        def compact_in_loop(node: RaftNode) -> None:
+            if index > node.snapshot_index:
+                kept.append(node.compact(index, data))
+            done.set()
+
+        self._call_in_loop(compact_in_loop)
+        while not done.wait(0.5):
+            if self._stop.is_set():
+                return
+        storage = self._storage
+        if kept and storage is not None and not self._stop.is_set():
+            try:
+                storage.keep_snapshot(kept[0].snapshot)
+            except OSError:
+                log.exception("raft: %s could not store its snapshot at %d", self.id, index)
+                self._snapshotting = False
+                return
+            self._call_in_loop(lambda node: storage.drop_prefix(kept[0]))
+        self._snapshotting = False
 
     # ----- the apply thread -------------------------------------------------------------------
 
@@ -1113,9 +1204,9 @@ class RaftReplicator:
             ):
                 self._leader_notified = True
                 self._notify_leadership(True)
-        if last - self._last_snapshot >= self.snapshot_every:
+        if last - self._last_snapshot >= self.snapshot_every and not self._snapshotting:
             self._last_snapshot = last
-            self._compact(last, pack_snapshot(dict(self._replicated_addrs), self.store.snapshot()))
+            self._start_snapshot(last)
 
     def _apply_data_entries(self, entries: list, floor: int) -> dict[int, tuple[int, list]]:
         """Apply DATA entries above `floor` in one store transaction; {index: (term, results)}."""

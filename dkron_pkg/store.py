@@ -17,12 +17,13 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkron_pkg.jobs import SERVER_FIELDS, USER_FIELDS
+from dkron_pkg.store_checkpoint import WalCheckpointer
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
 SCHEMA = """
@@ -86,6 +87,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._checkpointer: WalCheckpointer | None = None
+        if path != ":memory:":
+            WalCheckpointer.hand_over(self._db)
+            self._checkpointer = WalCheckpointer(path).start()
         self._lock = threading.RLock()
         self._jobs: dict[str, dict] = {}
         self._pending: dict[str, dict | None] | None = None
@@ -107,6 +112,8 @@ class Store:
         }
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
         with self._lock:
             self._db.close()
 
@@ -634,32 +641,52 @@ class Store:
     # ----- snapshots -------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """The whole state as bytes (JSON lines), for Raft snapshots and backups.
+        """The whole state as bytes (JSON lines), for Raft snapshots and backups."""
+        return self.snapshot_view()()
+
+    def snapshot_view(self) -> Callable[[], bytes]:
+        """Pin the current state now; the returned function writes it out later, on any thread.
 
         Written line by line into one buffer, with each stored job and execution body copied
         as it is (it is JSON already), so no transient copy of the state exists as objects.
         A file-backed store reads through its own connection inside one read transaction
-        (SQLite's WAL gives it a fixed view), so API reads are not held up meanwhile.
+        (SQLite's WAL gives it a fixed view), so neither API reads nor later writes wait for
+        the copy, and Raft can pin a snapshot at an index and build it off its loop.
         """
-        buf = io.BytesIO()
-        reader = self._db if self.path == ":memory:" else self._snapshot_reader()
+        if self.path == ":memory:":
+            with self._lock:
+                buf = io.BytesIO()
+                self._write_snapshot_rows(self._db, buf)
+                buf.write(self._intent_lines())
+            data = buf.getvalue()
+            return lambda: data
+        reader = self._snapshot_reader()
         try:
             with self._lock:
-                if reader is not self._db:
-                    reader.execute("BEGIN")
-                    reader.execute("SELECT count(*) FROM meta").fetchone()  # pins the view
-                intents = [self._intents[group] for group in sorted(self._intents)]
-                if reader is self._db:
-                    self._write_snapshot_rows(reader, buf)
-            if reader is not self._db:
+                reader.execute("BEGIN")
+                reader.execute("SELECT count(*) FROM meta").fetchone()  # pins the view
+                intents = self._intent_lines()
+        except BaseException:
+            reader.close()
+            raise
+
+        def write_out() -> bytes:
+            buf = io.BytesIO()
+            try:
                 self._write_snapshot_rows(reader, buf)
-        finally:
-            if reader is not self._db:
+            finally:
                 reader.close()
-        for intent in intents:
-            buf.write(json.dumps({"t": "intent", "v": intent}, sort_keys=True).encode())
-            buf.write(b"\n")
-        return buf.getvalue()
+            buf.write(intents)
+            return buf.getvalue()
+
+        return write_out
+
+    def _intent_lines(self) -> bytes:
+        """Open launch intents as snapshot lines (caller holds the lock)."""
+        return b"".join(
+            json.dumps({"t": "intent", "v": self._intents[group]}, sort_keys=True).encode() + b"\n"
+            for group in sorted(self._intents)
+        )
 
     def _snapshot_reader(self) -> sqlite3.Connection:
         uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"

@@ -92,6 +92,54 @@ def test_isolated_leader_steps_down_by_check_quorum() -> None:
     assert isinstance(cluster.put(old, "k", "v"), NotLeader)
 
 
+def _term_after_whole_cluster_pause(stall_grace: bool) -> tuple[str, str | None, int, int]:
+    """Every process stops for longer than a check-quorum window (a starved machine); the
+    leader is the first to run again, before any message queued meanwhile is read."""
+    cfg = RaftConfig(stall_grace=stall_grace)
+    cluster = Cluster(3, raft=cfg)
+    cluster.tick(400)
+    leader = leader_of(cluster)
+    raft = cluster.raft(leader)
+    term = raft.term
+    check_due = raft._quorum_check_due
+    while cluster.now + 10 < check_due:
+        cluster.tick(10)
+    for wake in (check_due, check_due + cfg.election_timeout_min_ms + 30):
+        # the leader alone runs at its check (a new window starts), then everything stops;
+        # what it sends waits in the queue with everything else
+        cluster.now = wake
+        raft.tick(wake)
+        cluster.process(cluster.nodes[leader])
+    cluster.tick(300)
+    return leader, cluster.current_leader(), term, raft.term
+
+
+def test_a_pause_of_every_process_does_not_cost_the_leader_its_term() -> None:
+    leader, now_leading, term_before, term_after = _term_after_whole_cluster_pause(True)
+    assert now_leading == leader
+    assert term_after == term_before
+
+
+def test_without_stall_grace_the_same_pause_forces_an_election() -> None:
+    """The contrast that shows what the grace is for (the log of a loaded cluster showed
+    leaders stepping down by check-quorum after their own stalls)."""
+    _, _, term_before, term_after = _term_after_whole_cluster_pause(False)
+    assert term_after > term_before
+
+
+def test_a_leader_cut_off_after_its_own_stall_still_steps_down() -> None:
+    cluster = Cluster(3)
+    cluster.tick(400)
+    old = leader_of(cluster)
+    for peer in cluster.nodes:
+        if peer != old:
+            cluster.blocked.update({(old, peer), (peer, old)})
+    cluster.now += 400
+    cluster.tick(600)
+    assert cluster.raft(old).role != Role.LEADER
+    assert cluster.current_leader() not in (None, old)
+
+
 def test_read_index_needs_a_quorum_heartbeat_round() -> None:
     cluster = Cluster(3)
     cluster.tick(400)
