@@ -49,6 +49,10 @@ DISPATCH_LEAD_NS = 250_000_000
 RECONCILE_SECONDS = 5.0  # how often the leader checks that "running" executions really run
 INTENT_EXPIRY_SECONDS = 600.0  # a launch with no run and no report is closed after this
 SETTLE_RETRY_SECONDS = 1.0  # a new leader asks unreachable live nodes again this often
+# Launches recorded for a node this server's gossip does not know wait this long for it to
+# show up (a server that restarted and leads at once has not heard of every node yet).
+UNKNOWN_NODE_WAIT_SECONDS = 30.0
+MEMBERS_WAIT_SECONDS = 10.0  # a new leader waits this long to see another server alive
 STALE_LEADER = "refused: a newer leader has taken over"
 NOT_RUNNING = 2**63 - 1  # the "up since" of a node whose agent does not listen: after anything
 
@@ -236,19 +240,27 @@ class Agent:
         decision is `launch_settle.settle`; this carries its actions out.
         """
         intents = self.store.open_intents()
+        began = time.monotonic()
         while intents:
             waiting: list[dict] = []
             up_since: dict[str, int] | None = None
             if self.cluster is not None:
-                known, unasked, up_since = self._groups_known_to_nodes()
+                known, unasked, up_since, dead = self._groups_known_to_nodes()
                 skip = skip | known
-                if unasked:
-                    # A live node that cannot be asked may run one of these launches: only
-                    # those whose recorded nodes all answered are settled now; the others
-                    # wait until it answers or is declared failed (else one could run twice).
-                    ready = [i for i in intents if set(i.get("nodes") or ["?"]) <= set(up_since)]
-                    waiting = [i for i in intents if i not in ready]
-                    intents = ready
+                # A node that cannot be asked, or that this server's gossip does not know yet
+                # (it restarted moments ago), may run one of these launches: only those whose
+                # recorded nodes all answered or are declared dead are settled now; the others
+                # wait (else one could run twice, or a live node's run be called lost).
+                settled = set(up_since) | dead
+                if time.monotonic() - began > UNKNOWN_NODE_WAIT_SECONDS:
+                    settled = set(up_since) | (
+                        {n for i in intents for n in i.get("nodes") or []} - set(unasked)
+                    )
+                unrecorded = ["?"] if unasked else []  # may be on the node we cannot ask
+                ready = [i for i in intents if set(i.get("nodes") or unrecorded) <= settled]
+                ready_groups = {i["group"] for i in ready}
+                waiting = [i for i in intents if i["group"] not in ready_groups]
+                intents = ready
             self._settle_now(intents, skip, up_since)
             if not waiting:
                 return
@@ -1056,6 +1068,7 @@ class Agent:
             return
         if not self.is_leader():
             return
+        self._await_servers_in_gossip()
         with self._cond:
             self.core = SchedulerCore()
             for job in self.store.list_jobs():
@@ -1063,6 +1076,24 @@ class Agent:
             self._scheduling = True
             self._cond.notify_all()
         self._settle_intents(set())
+
+    def _await_servers_in_gossip(self) -> None:
+        """Before choosing targets, see another server alive in gossip: a server that has just
+        restarted may win an election before gossip tells it who is up, and would then find no
+        node for its jobs. Gossip state exchanged with one carries the rest of the members."""
+        replicator = self.cluster.replicator if self.cluster is not None else None
+        if replicator is None:
+            return
+        deadline = time.monotonic() + MEMBERS_WAIT_SECONDS
+        while self.is_leader() and not self._stopping.is_set():
+            alive = {m["Name"] for m in self.members() if m["statusText"] == "alive"}
+            others = set(replicator.voters()) - {self.node_name}
+            if not others or alive & others:
+                return
+            if time.monotonic() > deadline:
+                log.warning("scheduling without seeing %s in gossip", ", ".join(sorted(others)))
+                return
+            self._stopping.wait(0.1)
 
     def on_applied(self, commands: list[dict], results: list[Result]) -> None:
         """Job changes that arrive through Raft re-arm the scheduler on the leader."""
@@ -1084,13 +1115,16 @@ class Agent:
                 counts[m.status] = counts.get(m.status, 0) + 1
             metrics.set_members_by_state(counts)
 
-    def _groups_known_to_nodes(self) -> tuple[set[int], list[str], dict[str, int]]:
+    def _groups_known_to_nodes(self) -> tuple[set[int], list[str], dict[str, int], set[str]]:
         """Launch groups that some node runs or ran lately (the old leader did dispatch them),
-        the live nodes that could not be asked, and when each node that answered started."""
+        the live nodes that could not be asked, when each node that answered started, and the
+        nodes gossip declared failed or gone."""
         known = set(self.runner.known_groups())
         unasked: list[str] = []
         up_since = {self.node_name: self.up_since_ns}
-        for m in self.members():
+        members = self.members()
+        dead = {m["Name"] for m in members if m["statusText"] in ("failed", "left")}
+        for m in members:
             addr = m["Tags"].get("rpc_addr")
             if m["statusText"] != "alive" or not addr or m["Name"] == self.node_name:
                 continue
@@ -1118,7 +1152,7 @@ class Agent:
                 unasked.append(m["Name"])
             except (KeyError, TypeError, ValueError):
                 log.warning("%s answered which launches it ran with nonsense", m["Name"])
-        return known, unasked, up_since
+        return known, unasked, up_since, dead
 
     def _reconcile_loop(self) -> None:
         """Every few seconds, check that executions recorded as running really run somewhere.

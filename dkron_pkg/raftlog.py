@@ -505,7 +505,7 @@ class RaftNode:
             self.rejected[problem] += 1
             return
         if msg.term > self.term:
-            self.role_reason = f"{type(msg).__name__} from {msg.src} in term {msg.term}"
+            newer = f"{type(msg).__name__} from {msg.src} in term {msg.term}"
             if isinstance(msg, RequestVote):
                 in_lease = (
                     self.cfg.check_quorum
@@ -517,12 +517,15 @@ class RaftNode:
                 if in_lease and not msg.transfer:
                     return
                 if not msg.pre_vote:
+                    self.role_reason = newer
                     self._become_follower(msg.term, None)
             elif isinstance(msg, VoteResponse) and msg.pre_vote and msg.granted:
                 pass
             elif isinstance(msg, (AppendEntries, Heartbeat, InstallSnapshot)):
+                self.role_reason = newer
                 self._become_follower(msg.term, msg.src)
             else:
+                self.role_reason = newer
                 self._become_follower(msg.term, None)
         elif msg.term < self.term:
             if isinstance(msg, (AppendEntries, Heartbeat)):

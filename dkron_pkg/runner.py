@@ -132,8 +132,9 @@ class Runner:
     def _config_for(self, job: dict, execution: dict) -> dict[str, str]:
         """The executor config, with the run's identity in a shell job's environment.
 
-        DKRON_EXECUTION_ID, DKRON_NODE_NAME and DKRON_SCHEDULED_AT (Unix seconds of the
-        scheduled time; empty for manual runs) let a job tell its runs apart.
+        DKRON_EXECUTION_ID, DKRON_NODE_NAME, DKRON_SCHEDULED_AT (Unix seconds of the
+        scheduled time; empty for manual runs) and DKRON_ATTEMPT (1, then 2... for retries)
+        let a job tell its runs apart.
         """
         config = dict(job.get("executor_config") or {})
         if job.get("executor") != "shell":
@@ -150,6 +151,7 @@ class Runner:
                 "DKRON_EXECUTION_ID": execution["id"],
                 "DKRON_NODE_NAME": self.node_name,
                 "DKRON_SCHEDULED_AT": str(scheduled_ns // 1_000_000_000) if scheduled_ns else "",
+                "DKRON_ATTEMPT": str(execution.get("attempt") or 1),
             }
         )
         config["env_json"] = json.dumps(env)

@@ -495,6 +495,20 @@ def test_shell_jobs_see_their_run_identity(node):
     assert ex["output"].strip() == "node1//x"  # a manual run has no scheduled time
 
 
+def test_a_retry_knows_its_attempt_number(node):
+    cmd = 'echo "attempt $DKRON_ATTEMPT"; [ "$DKRON_ATTEMPT" = 2 ]'
+    node.post("/v1/jobs", shell_job("second-time-lucky", cmd, retries=1))
+    node.post("/v1/jobs/second-time-lucky/run")
+    runs = sorted(finished(node, "second-time-lucky", count=2), key=lambda e: e["attempt"])
+    seen = [
+        (e["attempt"], "attempt " + str(e["attempt"]) in e["output"], e["success"]) for e in runs
+    ]
+    assert seen == [
+        (1, True, False),
+        (2, True, True),
+    ]
+
+
 def test_metrics_endpoint_when_enabled(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 

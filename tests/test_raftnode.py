@@ -248,6 +248,19 @@ def test_leader_stop_new_leader_takes_writes_and_nothing_acknowledged_is_lost(cl
         assert set(acked) <= s.job_names()
 
 
+def test_a_new_leader_logs_why_it_took_over(cluster_factory, caplog):
+    c = cluster_factory(3)
+    old = c.leader()
+    old_id = old.raft.id
+    with caplog.at_level("INFO", logger="dkron.raft"):
+        old.stop()
+        new = c.leader()
+    line = f"raft: {new.raft.id} is leader in term {new.raft.term()}"
+    took_over = [r.getMessage() for r in caplog.records if r.getMessage().startswith(line)]
+    assert took_over, caplog.text
+    assert f"no word from leader {old_id} for " in took_over[0] or "transferred" in took_over[0]
+
+
 def test_writes_racing_a_leader_stop_lose_nothing_acknowledged(cluster_factory):
     c = cluster_factory(3, fsync=True)
     old = c.leader()
