@@ -1069,6 +1069,8 @@ class Agent:
         if not self.is_leader():
             return
         self._await_servers_in_gossip()
+        if not self.is_leader():
+            return
         with self._cond:
             self.core = SchedulerCore()
             for job in self.store.list_jobs():
