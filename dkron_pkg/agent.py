@@ -933,13 +933,20 @@ class Agent:
 
     def leader_member(self) -> dict | None:
         leader = self.leader_name()
-        for member in self.members():
-            if member["Name"] == leader:
-                member = dict(member)
-                member.pop("statusText", None)
-                member.pop("id", None)
-                return member
-        return None
+        if leader is None:
+            return None
+        found = next((m for m in self.members() if m["Name"] == leader), None)
+        if found is None:
+            # Raft knows the leader before gossip does (this server restarted moments ago
+            # and no member has reached it yet): answer from what Raft knows of it.
+            replicator = self.cluster.replicator if self.cluster is not None else None
+            rpc_addr = replicator.addresses().get(leader, "") if replicator else ""
+            host = rpc_addr.rpartition(":")[0] or rpc_addr
+            found = member_json(leader, host, 0, {"server": "true", "rpc_addr": rpc_addr}, "alive")
+        member = dict(found)
+        member.pop("statusText", None)
+        member.pop("id", None)
+        return member
 
     def leader_name(self) -> str | None:
         if self.cluster is not None:
