@@ -147,6 +147,10 @@ def expressions(draw, dense: bool = False, croniter_safe: bool = False) -> Expr:
         if croniter_safe and len(field) > 1:
             for part in field:
                 part.question = False  # croniter takes "?" only alone
+            if index in (3, 5):
+                # croniter lets a stepped star inside a day list ("*/2,0-5") switch its
+                # day-of-month/day-of-week rule to AND; robfig (Dkron) does not.
+                field = [p for p in field if p.kind != "star"] or [field[0]]
         fields.append(field)
     return Expr(fields)
 
