@@ -78,13 +78,19 @@ def test_appends_are_pipelined_without_waiting_for_responses() -> None:
     assert [m.prev_index for m in in_flight] == sorted(m.prev_index for m in in_flight)
 
 
-def test_isolated_leader_steps_down_by_check_quorum() -> None:
-    cluster = Cluster(3)
-    cluster.tick(400)
+def _isolate_leader(cluster: Cluster) -> str:
+    """Cut the current leader off from every peer, both ways; returns its id."""
     old = leader_of(cluster)
     for peer in cluster.nodes:
         if peer != old:
             cluster.blocked.update({(old, peer), (peer, old)})
+    return old
+
+
+def test_isolated_leader_steps_down_by_check_quorum() -> None:
+    cluster = Cluster(3)
+    cluster.tick(400)
+    old = _isolate_leader(cluster)
     cluster.tick(400)
     assert cluster.raft(old).role == Role.FOLLOWER
     new = [n for n in cluster.nodes if n != old and cluster.raft(n).role == Role.LEADER]
@@ -130,10 +136,7 @@ def test_without_stall_grace_the_same_pause_forces_an_election() -> None:
 def test_a_leader_cut_off_after_its_own_stall_still_steps_down() -> None:
     cluster = Cluster(3)
     cluster.tick(400)
-    old = leader_of(cluster)
-    for peer in cluster.nodes:
-        if peer != old:
-            cluster.blocked.update({(old, peer), (peer, old)})
+    old = _isolate_leader(cluster)
     cluster.now += 400
     cluster.tick(600)
     assert cluster.raft(old).role != Role.LEADER
