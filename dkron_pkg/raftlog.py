@@ -57,8 +57,9 @@ rejoining node does not depose a healthy leader), batched and pipelined AppendEn
 bounded in-flight window, the current-term commit rule, snapshots with trailing-log
 compaction and InstallSnapshot, single-server membership changes (a config is used as soon
 as it is in the log; one uncommitted change at a time; refused until the leader has
-committed its own no-op, per Ongaro's errata), leadership transfer with TimeoutNow, and
-linearizable reads with ReadIndex.
+committed its own no-op, per Ongaro's errata), leadership transfer with TimeoutNow,
+linearizable reads with ReadIndex, and follower commit from peer acknowledgements (followers
+that together make a quorum commit an entry of the current term without the leader's word).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ from .raft_messages import (
     HeartbeatResponse,
     InstallSnapshot,
     Message,
+    PeerAck,
     RequestVote,
     SnapshotMeta,
     TimeoutNow,
@@ -149,6 +151,10 @@ class RaftConfig:
     # After a tick gap longer than two heartbeats (this node itself did not run), wait for the
     # messages that queued meanwhile before judging the leader or the quorum by its silence.
     stall_grace: bool = True
+    # Followers tell each other what they hold (PeerAck), so a quorum of followers commits
+    # without waiting for the leader's next message: a write through a follower is answered
+    # one hop sooner.
+    peer_acks: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,6 +364,11 @@ class RaftNode:
         self.role_reason = "start"
         self._vote_resend_due = 0
         self._campaign_transfer = False
+        # Follower commit from peer acknowledgements, valid for `_acks_term` only: how far this
+        # node's log is known to match the leader's, and what other followers said of theirs.
+        self._acks_term = 0
+        self._own_match = 0
+        self._peer_match: dict[str, int] = {}
         self._reset_election_timer()
 
     # ----- read-only views -------------------------------------------------------------------
@@ -503,6 +514,9 @@ class RaftNode:
         problem = _malformed(msg)
         if problem is not None:
             self.rejected[problem] += 1
+            return
+        if isinstance(msg, PeerAck):
+            self._on_peer_ack(msg)  # advisory: never changes this node's term or role
             return
         if msg.term > self.term:
             newer = f"{type(msg).__name__} from {msg.src} in term {msg.term}"
@@ -1022,6 +1036,54 @@ class RaftNode:
         last_new = prev + len(entries)
         self.commit_index = max(self.commit_index, min(msg.commit, last_new))
         self._send(AppendResponse(self.term, self.id, msg.src, True, last_new))
+        if self.cfg.peer_acks:
+            self._note_own_match(last_new, announce=bool(entries))
+
+    # ----- follower commit from peer acknowledgements -------------------------------------------
+    #
+    # An entry of the current term is committed once a quorum durably holds it, whoever counts.
+    # A follower knows its own log matches the leader's up to `_own_match` (what it accepted
+    # this term; the driver makes it durable before it applies anything or sends the acks),
+    # and other followers' PeerAcks say the same of theirs. The leader is counted as holding
+    # nothing (its own fsync may still be running). Entries of this term only, capped at what
+    # this node itself holds, in the configuration its matching log prefix has (single-server
+    # changes: its quorums overlap the leader's).
+
+    def _fresh_acks(self) -> None:
+        if self._acks_term != self.term:
+            self._acks_term, self._own_match, self._peer_match = self.term, 0, {}
+
+    def _note_own_match(self, index: int, announce: bool) -> None:
+        self._fresh_acks()
+        if index <= self._own_match:
+            return
+        self._own_match = index
+        voters = self._voters_at(index)
+        if announce and self.id in voters:
+            for voter in voters:
+                if voter != self.id and voter != self.leader_id:
+                    self._send(PeerAck(self.term, self.id, voter, index))
+        self._commit_from_peers()
+
+    def _on_peer_ack(self, msg: PeerAck) -> None:
+        if not self.cfg.peer_acks or msg.term != self.term or self.role != Role.FOLLOWER:
+            return
+        self._fresh_acks()
+        if msg.src != self.leader_id and msg.index > self._peer_match.get(msg.src, 0):
+            self._peer_match[msg.src] = msg.index
+            self._commit_from_peers()
+
+    def _commit_from_peers(self) -> None:
+        own = self._own_match
+        if self.role != Role.FOLLOWER or own <= self.commit_index:
+            return
+        voters = self._voters_at(own)
+        matches = sorted(
+            (own if v == self.id else self._peer_match.get(v, 0) for v in voters), reverse=True
+        )
+        candidate = min(matches[len(voters) // 2], own)
+        if candidate > self.commit_index and self.term_at(candidate) == self.term:
+            self.commit_index = candidate
 
     def _conflict_hint(self, index: int, term: int) -> int:
         """Largest index <= `index` whose term is <= `term` (lets the leader skip a whole term)."""
@@ -1055,6 +1117,8 @@ class RaftNode:
             self.commit_index = meta.index
         self._base_voters = meta.voters
         self._unstable_from = meta.index + 1
+        if self.cfg.peer_acks:
+            self._note_own_match(meta.index, announce=False)
         snap = Snapshot(meta, msg.data)
         self._snapshot = snap
         self._pending_snapshot = snap

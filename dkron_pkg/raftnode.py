@@ -71,6 +71,7 @@ from .raft_messages import (
     AppendResponse,
     DecodeError,
     EntryKind,
+    Message,
     SnapshotMeta,
     decode,
 )
@@ -231,6 +232,9 @@ class RaftReplicator:
         self._last_snapshot = 0
         self._snapshotting = False  # a snapshot is being built or stored off the loop
         self._notify_until = 0.0  # tell followers new commits at once until then
+        self._commit_told: dict[str, tuple[int, int]] = {}  # peer -> (term, commit) told
+        self._placed: list[_Proposed] = []  # forwarded writes to answer once their entry is out
+        self._held: list[Message] = []  # acks held until this round's inline apply is done
         self._apply_sent = 0  # written by the Raft loop only
         self._apply_done = 0  # written by the apply thread only
         self._deferred_apply: list = []  # small committed batches the loop applies itself
@@ -890,6 +894,7 @@ class RaftReplicator:
                 self._publish_state()  # before applying: the apply thread reads the role
                 while node.has_ready():
                     self._handle_ready(node, node.ready())
+                self._answer_placed()
                 t_ready = time.monotonic()
                 if (
                     node.role == Role.LEADER
@@ -898,6 +903,7 @@ class RaftReplicator:
                 ):
                     self._tell_commit(node)
                 self._apply_deferred()
+                self._send_held()
                 self._publish_state()
                 self._note_slow_round(t_wait, t_got, t_step, t_ready)
                 t_wait = time.monotonic()
@@ -970,7 +976,7 @@ class RaftReplicator:
                 items.append((fut, offset, count))
                 if isinstance(fut, _Proposed) and fut.on_placed is not None:
                     fut.placed = (result.index, result.term, offset)
-                    fut.on_placed(fut.placed)
+                    self._placed.append(fut)
                 offset += count
             self._add_waiter(result.index, result.term, items, deadline)
         else:
@@ -990,20 +996,29 @@ class RaftReplicator:
         acknowledgement is still on its way (often the one that forwarded the write, as the
         other follower acknowledged first): it carries the commit only up to what the follower
         acknowledged, which would cost one more round trip. Any other follower (lagging,
-        probed) gets the commit by a ReadIndex round of heartbeats."""
+        probed) gets the commit by a ReadIndex round of heartbeats.
+
+        Each peer is told a commit index once: the acknowledgements of the notices themselves
+        must not set off new notices (that ping-pong kept three servers busy while a forwarded
+        write was pending)."""
         if node.last_index != node.commit_index:
             return
         commit = node.commit_index
         commit_term = node.term_at(commit)
+        told = (node.term, commit)
         everyone_told = commit_term is not None
         for peer, progress in node.status()["peers"].items():
+            if self._commit_told.get(peer) == told:
+                continue
             if commit_term is not None and progress["next"] > commit:
+                self._commit_told[peer] = told
                 self._sender.send(
                     AppendEntries(node.term, self.id, peer, commit, commit_term, commit)
                 )
             else:
                 everyone_told = False
-        if not everyone_told:
+        if not everyone_told and self._commit_told.get("") != told:
+            self._commit_told[""] = told  # one ReadIndex round per commit index
             node.read_index(COMMIT_NOTICE)
             while node.has_ready():
                 self._handle_ready(node, node.ready())
@@ -1025,8 +1040,8 @@ class RaftReplicator:
         assert storage is not None
         early = self._may_send_before_persisting(rd, storage)
         if early:
-            for msg in rd.messages:
-                self._sender.send(msg)
+            self._send_all(rd.messages)
+            self._answer_placed()  # while this node's fsync runs
         if rd.snapshot is not None:
             storage.save_snapshot(rd.snapshot)
             self._queue_deferred()
@@ -1042,23 +1057,50 @@ class RaftReplicator:
             # store keeps its own applied position); it is written with the next entries.
             hard = None
         storage.append(rd.entries, hard)
-        if not early:
-            for msg in rd.messages:
-                self._sender.send(msg)
+        inline = False
         if rd.committed_entries:
             small = sum(len(e.data) for e in rd.committed_entries) <= INLINE_APPLY_BYTES
             if small and self._apply_sent == self._apply_done:
                 # The apply thread is idle: applying on this loop (once this round's messages,
                 # commit notices included, are out) saves a thread hand-off per write.
                 self._deferred_apply.extend(rd.committed_entries)
+                inline = True
             else:
                 self._queue_deferred()
                 self._to_apply(("entries", rd.committed_entries))
+        if not early:
+            if inline and not rd.entries:
+                # Acks of a commit notice or heartbeat: nobody waits on them, while a client
+                # of this node may wait on the write they commit. Sent after this round's apply.
+                self._held.extend(rd.messages)
+            else:
+                self._send_all(rd.messages)
         for rs in rd.read_states:
             fut = self._reads.pop(rs.context, None)
             if fut is not None and not fut.done():
                 fut.set_result(rs.index)
         node.advance(rd)
+
+    def _send_all(self, messages: list[Message]) -> None:
+        self._send_held()  # keep each peer's messages in order
+        for msg in messages:
+            self._sender.send(msg)
+
+    def _send_held(self) -> None:
+        if self._held:
+            held, self._held = self._held, []
+            for msg in held:
+                self._sender.send(msg)
+
+    def _answer_placed(self) -> None:
+        """Tell forwarding followers where their writes went, once the entries have been sent
+        on (the answer is needed only when the commit arrives; the append is on the write's
+        critical path)."""
+        if self._placed:
+            placed, self._placed = self._placed, []
+            for fut in placed:
+                if fut.on_placed is not None and fut.placed is not None:
+                    fut.on_placed(fut.placed)
 
     def _start_snapshot(self, index: int) -> None:
         """Pin the store's state at `index` (applied just now) and build the snapshot on its own

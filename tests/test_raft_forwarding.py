@@ -4,6 +4,8 @@ working when the leader is of the previous version, which only knows "raft.submi
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from test_raftnode import Cluster, job_cmd, submit_retrying
 
@@ -47,3 +49,19 @@ def test_a_leader_without_raft_propose_still_takes_forwarded_writes(three):
     assert results[0].ok and "via-old-leader" in follower.job_names()
     assert "raft.propose" in seen and "raft.submit" in seen
     assert seen.index("raft.propose") < seen.index("raft.submit")
+
+
+def test_an_idle_cluster_after_a_forwarded_write_exchanges_only_heartbeats(three):
+    """The leader tells followers each new commit index once; the acknowledgements of those
+    notices must not set off new ones (that ping-pong kept every server busy for the ten
+    seconds a forwarded write keeps notices on)."""
+    c = three
+    follower = c.followers()[0]
+    leader = c.leader()
+    assert submit_retrying(follower, [job_cmd("once")])[0].ok
+    time.sleep(0.2)
+    sent_before = leader.raft._sender.sent
+    time.sleep(1.0)
+    heartbeat_s = leader.raft.config.heartbeat_ms / 1000
+    heartbeats = 2 * (1.0 / heartbeat_s)  # two peers
+    assert leader.raft._sender.sent - sent_before <= 3 * heartbeats

@@ -28,6 +28,7 @@ messages = st.one_of(
     st.builds(rm.HeartbeatResponse, u64, name, name, u64),
     st.builds(rm.InstallSnapshot, u64, name, name, meta, st.binary(max_size=100)),
     st.builds(rm.TimeoutNow, u64, name, name),
+    st.builds(rm.PeerAck, u64, name, name, u64),
 )
 
 

@@ -39,7 +39,7 @@ def entries(draw) -> tuple[int, int, tuple[rm.Entry, ...]]:
 @st.composite
 def message(draw):
     src, t = draw(peer), draw(term)
-    kind = draw(st.integers(0, 7))
+    kind = draw(st.integers(0, 8))
     if kind == 0:
         return rm.RequestVote(t, src, "n1", draw(index), draw(term), draw(flag), draw(flag))
     if kind == 1:
@@ -57,6 +57,8 @@ def message(draw):
     if kind == 6:
         meta = rm.SnapshotMeta(draw(index), draw(term), ("n1", "n2", "n3"))
         return rm.InstallSnapshot(t, src, "n1", meta, b"snap")
+    if kind == 7:
+        return rm.PeerAck(t, src, "n1", draw(index))
     return rm.TimeoutNow(t, src, "n1")
 
 
