@@ -16,6 +16,11 @@ Threads, each with one job:
 Small committed batches are applied on the Raft loop itself when the apply thread is idle
 (one thread hand-off less per write); big ones always go to the apply thread.
 
+Writes through a follower: it sends "raft.propose" to the leader, which answers where the entry
+went once the entry's appends are on their way; the follower then applies the entry itself and
+answers from its own store. It learns the commit from the other followers' PeerAcks (raftlog)
+or, when those are no quorum with it, from a notice the leader sends once per commit index.
+
 Entries: a DATA entry is a JSON list of commands. Commands whose op starts with "raft." are the
 driver's own (today only `raft.addresses`, the replicated node-id -> RPC address map, see
 raft_envelope); all others go to `store.apply_batch(commands, last_index=index)`. Entries at or
