@@ -18,6 +18,9 @@ from typing import Any
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A snapshot carries the whole job store (executions with their output included); the
+# transport sends it in parts, each an authenticated frame of its own.
+MAX_SNAPSHOT_MESSAGE_BYTES = 4 * 1024 * 1024 * 1024 - 1
 MAX_ENTRIES_PER_MESSAGE = 1_000_000
 MAX_VOTERS = 1024
 
@@ -346,8 +349,11 @@ def decode(data: bytes) -> Message:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    limit = MAX_MESSAGE_BYTES
+    if len(data) > 1 and data[1] == _TYPE_CODE[InstallSnapshot]:
+        limit = MAX_SNAPSHOT_MESSAGE_BYTES
+    if len(data) > limit:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {limit}")
     if len(data) < 2:
         raise DecodeError("truncated: a message needs at least a version and a type byte")
     if data[0] != WIRE_VERSION:

@@ -12,7 +12,10 @@ direction, so a frame can be neither forged, altered, nor replayed on this or an
 Frames that fail any check are dropped with a counted, logged reason, and the connection closes.
 
 Kinds: CALL (request id, method, JSON arguments) -> REPLY (request id, JSON result or error),
-CAST (one-way JSON), RAFT (opaque bytes for the Raft driver).
+CAST (one-way JSON), RAFT (opaque bytes for the Raft driver), RAFT_PART (a piece of a Raft
+message bigger than `RAFT_PART_BYTES`, a snapshot: a flag byte, 1 on the last piece, then the
+bytes; the receiver joins the pieces of a connection in order, up to `MAX_RAFT_MESSAGE`, so no
+single frame, read before it is authenticated, ever needs more than `MAX_FRAME`).
 
 With TLS configured (rpc_tls), the TLS handshake comes first and everything above runs inside
 it: the cluster key still authenticates every frame. A peer that fails the TLS handshake (no
@@ -45,7 +48,9 @@ log = logging.getLogger("dkron.rpc")
 NONCE = 16
 TAG = 32
 MAX_FRAME = 64 * 1024 * 1024
-KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT = 1, 2, 3, 4
+KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT, KIND_RAFT_PART = 1, 2, 3, 4, 5
+RAFT_PART_BYTES = 8 * 1024 * 1024
+MAX_RAFT_MESSAGE = 4 * 1024 * 1024 * 1024
 _HEAD = struct.Struct(">IBQ")  # length (of kind..end), kind, sequence
 _DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 
@@ -153,7 +158,7 @@ class _Channel:
             raise FrameError(f"oversized frame ({length} bytes)")
         if length < 9 + tag_len:
             raise FrameError("truncated frame")
-        if kind not in (KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT):
+        if kind not in (KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT, KIND_RAFT_PART):
             raise FrameError(f"unknown frame kind {kind}")
         body = _read_exact(self.sock, length - 9)
         payload, tag = (body[:-tag_len], body[-tag_len:]) if tag_len else (body, b"")
@@ -298,12 +303,25 @@ class RpcServer:
             return
         with self._lock:
             self._conns.add(chan)
+        parts: list[bytes] = []
+        parts_size = 0
         try:
             while not self._stop.is_set():
                 kind, payload = chan.recv()
                 if kind == KIND_RAFT:
                     if self.on_raft is not None:
                         self.on_raft(payload, peer)
+                elif kind == KIND_RAFT_PART:
+                    if not payload or payload[0] > 1:
+                        raise FrameError("malformed Raft part")
+                    parts_size += len(payload) - 1
+                    if parts_size > MAX_RAFT_MESSAGE:
+                        raise FrameError(f"Raft message in parts exceeds {MAX_RAFT_MESSAGE} bytes")
+                    parts.append(payload[1:])
+                    if payload[0] == 1:
+                        data, parts, parts_size = b"".join(parts), [], 0
+                        if self.on_raft is not None:
+                            self.on_raft(data, peer)
                 elif kind in (KIND_CALL, KIND_CAST):
                     try:
                         msg = json.loads(payload)
@@ -511,10 +529,19 @@ class RpcClient:
             raise RpcError(f"{method} on {addr}: {e}") from None
 
     def send_raft(self, addr: str, data: bytes) -> bool:
-        """Best-effort delivery of a Raft message (Raft retries by itself); False if not sent."""
+        """Best-effort delivery of a Raft message (Raft retries by itself); False if not sent.
+        A message bigger than `RAFT_PART_BYTES` goes in parts (other frames may come between
+        them; the receiver keeps the parts apart)."""
         try:
             conn = self._conn(addr)
-            conn.chan.send(KIND_RAFT, data)
+            if len(data) <= RAFT_PART_BYTES:
+                conn.chan.send(KIND_RAFT, data)
+                return True
+            view = memoryview(data)
+            for start in range(0, len(data), RAFT_PART_BYTES):
+                last = start + RAFT_PART_BYTES >= len(data)
+                piece = view[start : start + RAFT_PART_BYTES]
+                conn.chan.send(KIND_RAFT_PART, (b"\x01" if last else b"\x00") + piece)
             return True
         except (RpcError, OSError):
             return False
@@ -522,6 +549,8 @@ class RpcClient:
     def send_raft_now(self, addr: str, data: bytes) -> bool:
         """Send a Raft message at once if a connection is up and that cannot block; False
         otherwise (the caller then queues it for `send_raft`)."""
+        if len(data) > RAFT_PART_BYTES:
+            return False
         with self._lock:
             conn = self._conns.get(addr)
         if conn is None or not conn.alive:

@@ -102,3 +102,15 @@ def test_voters_and_entries_have_their_own_codecs() -> None:
         rm.decode_entry(rm.encode_entry(e)[:-1])
     m = rm.SnapshotMeta(3, 1, voters)
     assert rm.decode_meta(rm.encode_meta(m)) == m
+
+
+def test_only_snapshots_may_exceed_the_message_limit(monkeypatch) -> None:
+    monkeypatch.setattr(rm, "MAX_MESSAGE_BYTES", 1000)
+    meta = rm.SnapshotMeta(5, 2, ("a", "b", "c"))
+    snap = rm.InstallSnapshot(2, "a", "b", meta, b"s" * 5000)
+    assert decode(encode(snap)) == snap
+    append = rm.AppendEntries(
+        2, "a", "b", 0, 0, 0, (rm.Entry(1, 2, rm.EntryKind.DATA, b"e" * 5000),)
+    )
+    with pytest.raises(rm.DecodeError, match="exceeds 1000"):
+        decode(encode(append))

@@ -372,6 +372,26 @@ def test_lagging_follower_catches_up_by_snapshot(cluster_factory):
     assert "after" in lagger.job_names()
 
 
+def test_a_snapshot_many_frames_long_reaches_a_lagging_follower(cluster_factory, monkeypatch):
+    """A store that outgrew one RPC frame (jobs with long commands, executions with output)
+    still reaches a follower that needs it: the snapshot goes in authenticated parts."""
+    monkeypatch.setattr(rpc, "MAX_FRAME", 64 * 1024)
+    monkeypatch.setattr(rpc, "RAFT_PART_BYTES", 16 * 1024)
+    c = cluster_factory(3, snapshot_every=30, config=raft_config(2, trailing_entries=5))
+    lagger = c.followers()[0]
+    lagger.stop()
+    leader = c.leader()
+    for i in range(80):
+        cmd = job_cmd(f"big{i}")
+        cmd["job"]["executor_config"]["command"] = "echo " + "x" * 4000
+        submit_retrying(leader, [cmd])
+    wait_for(lambda: leader.raft._node.first_index > 2, "leader compaction")
+    assert len(leader.raft._node.snapshot.data) > 4 * 64 * 1024
+    lagger.start(c.bootstrap)
+    lagger.raft.barrier(timeout=WAIT_S)
+    assert {f"big{i}" for i in range(80)} <= lagger.job_names()
+
+
 def test_add_and_remove_server(cluster_factory, tmp_path):
     c = cluster_factory(3)
     leader = c.leader()

@@ -275,3 +275,36 @@ def test_inline_methods_answer_when_their_future_completes():
     finally:
         client.close()
         srv.stop()
+
+
+def test_a_raft_message_bigger_than_a_frame_arrives_whole_between_other_frames(server, monkeypatch):
+    """Snapshots outgrow one frame: they go in parts, and a small Raft message sent while the
+    parts are under way is delivered on its own, not mixed into them."""
+    monkeypatch.setattr(rpc, "RAFT_PART_BYTES", 1000)
+    monkeypatch.setattr(rpc, "MAX_FRAME", 2000)
+    client = rpc.RpcClient(KEY)
+    try:
+        big = os.urandom(10_500)
+        assert client.send_raft(addr(server), big)
+        assert wait_until(lambda: server.seen["raft"] == [big])
+        chan = client._conn(addr(server)).chan
+        chan.send(rpc.KIND_RAFT_PART, b"\x00" + big[:1000])
+        chan.send(rpc.KIND_RAFT, b"small")
+        chan.send(rpc.KIND_RAFT_PART, b"\x01" + big[1000:1500])
+        assert wait_until(lambda: len(server.seen["raft"]) == 3)
+        assert server.seen["raft"][1:] == [b"small", big[:1500]]
+    finally:
+        client.close()
+
+
+def test_raft_parts_beyond_the_message_limit_drop_the_connection(server, monkeypatch):
+    monkeypatch.setattr(rpc, "RAFT_PART_BYTES", 1000)
+    monkeypatch.setattr(rpc, "MAX_RAFT_MESSAGE", 5000)
+    client = rpc.RpcClient(KEY)
+    try:
+        client.send_raft(addr(server), os.urandom(6000))
+        reason = "Raft message in parts exceeds 5000 bytes"
+        assert wait_until(lambda: rpc.DROPPED[reason] >= 1)
+        assert server.seen["raft"] == []
+    finally:
+        client.close()
