@@ -258,7 +258,10 @@ def test_a_new_leader_logs_why_it_took_over(cluster_factory, caplog):
     line = f"raft: {new.raft.id} is leader in term {new.raft.term()}"
     took_over = [r.getMessage() for r in caplog.records if r.getMessage().startswith(line)]
     assert took_over, caplog.text
-    assert f"no word from leader {old_id} for " in took_over[0] or "transferred" in took_over[0]
+    # The first election after the stop says why (a split vote may need a second term, whose
+    # winner then says only that no leader was known).
+    why = f"no word from leader {old_id} for "
+    assert any(why in r.getMessage() for r in caplog.records), caplog.text
 
 
 def test_writes_racing_a_leader_stop_lose_nothing_acknowledged(cluster_factory):
@@ -433,7 +436,8 @@ def test_transfer_leadership_hands_over_and_writes_continue(cluster_factory):
     assert new is not old
     assert not old.raft.is_leader()
     # The old leader was told it lost leadership, the new one that it won.
-    wait_for(lambda: changes.count(False) >= 1 and changes[-1] is True, "leadership callbacks")
+    # (each server calls back from its own thread: the two may arrive in either order)
+    wait_for(lambda: changes.count(False) >= 1 and changes.count(True) >= 2, "leadership callbacks")
     assert changes.count(True) - changes.count(False) == 1
     submit_retrying(old, [job_cmd("t2")])
     for s in c.running():
