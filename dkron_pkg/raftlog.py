@@ -698,6 +698,8 @@ class RaftNode:
         """The driver has persisted, sent and applied everything in `rd`."""
         if rd.entries:
             self._unstable_from = max(self._unstable_from, rd.entries[-1].index + 1)
+            if self.cfg.peer_acks and self._acks_term == self.term:
+                self._commit_from_peers()  # peers' acks that came before these were durable
         if rd.snapshot is not None:
             self.applied_index = max(self.applied_index, rd.snapshot.meta.index)
             self._pending_snapshot = None
@@ -1043,8 +1045,8 @@ class RaftNode:
     #
     # An entry of the current term is committed once a quorum durably holds it, whoever counts.
     # A follower knows its own log matches the leader's up to `_own_match` (what it accepted
-    # this term; the driver makes it durable before it applies anything or sends the acks),
-    # and other followers' PeerAcks say the same of theirs. The leader is counted as holding
+    # this term; it counts what of that it has persisted, re-counting in `advance`), and other
+    # followers' PeerAcks (sent only after their fsync) say the same of theirs. The leader is counted as holding
     # nothing (its own fsync may still be running). Entries of this term only, capped at what
     # this node itself holds, in the configuration its matching log prefix has (single-server
     # changes: its quorums overlap the leader's).
@@ -1074,7 +1076,7 @@ class RaftNode:
             self._commit_from_peers()
 
     def _commit_from_peers(self) -> None:
-        own = self._own_match
+        own = min(self._own_match, self._unstable_from - 1)  # only what this node persisted
         if self.role != Role.FOLLOWER or own <= self.commit_index:
             return
         voters = self._voters_at(own)

@@ -273,6 +273,11 @@ class Simulation:
         self.entry_registry: dict[tuple[int, int], tuple[int, bytes, int]] = {}
         self.committed_terms: dict[int, int] = {}
         self.max_committed = 0
+        # Highest index seen committed by a node in each term (Raft's "committed in term T"):
+        # leaders of later terms must hold it. A leader of an earlier term may still be
+        # elected afterwards (its votes were cast before the later term began; delayed
+        # responses) and rightly lacks it: it cannot commit anything, as the quorum moved on.
+        self.max_committed_in_term: dict[int, int] = {}
         self.applied: dict[int, tuple[int, bytes]] = {}
         self.results: dict[str, Any] = {}
         self.acked: list[tuple[str, int, int]] = []
@@ -532,7 +537,9 @@ class Simulation:
 
     def check_leader_completeness(self, node: SimNode) -> None:
         raft = node.raft
-        index = self.max_committed
+        index = max(
+            (i for term, i in self.max_committed_in_term.items() if term < raft.term), default=0
+        )
         if index == 0 or index <= raft.snapshot_index:
             return
         if raft.term_at(index) != self.committed_terms.get(index):
@@ -552,6 +559,8 @@ class Simulation:
                     f"{node.id} commits term {term}"
                 )
         self.max_committed = max(self.max_committed, hi)
+        known_in_term = self.max_committed_in_term.get(raft.term, 0)
+        self.max_committed_in_term[raft.term] = max(known_in_term, hi)
         if (
             self.failover_start is not None
             and self.failover_ms is None

@@ -110,3 +110,16 @@ def test_a_peer_ack_that_arrives_before_the_entries_counts_once_they_do() -> Non
     assert b.commit_index == 0
     _step(b, AppendEntries(2, "a", "b", 0, 0, 0, (Entry(1, 2, EntryKind.NOOP),)), sent)
     assert b.commit_index == 1
+
+
+def test_a_follower_counts_only_entries_it_has_persisted() -> None:
+    b, sent = _follower_b()
+    _step(b, AppendEntries(2, "a", "b", 0, 0, 0, ()), sent)
+    _step(b, PeerAck(2, "c", "b", 1), sent)
+    b.step(AppendEntries(2, "a", "b", 0, 0, 0, (Entry(1, 2, EntryKind.NOOP),)))
+    assert b.commit_index == 0, "its own copy is not on disk yet"
+    rd = b.ready()
+    assert [e.index for e in rd.entries] == [1] and not rd.committed_entries
+    b.advance(rd)  # the driver has persisted entry 1
+    assert b.commit_index == 1
+    assert [e.index for e in b.ready().committed_entries] == [1]
