@@ -465,11 +465,27 @@ class Store:
         ).fetchone()
         if row is not None:
             return Result(True, value=None)  # already recorded (finished, or a duplicate start)
+        if self._attempt_ended(ex):
+            return Result(True, value=None)  # that attempt on that node already has its end
         ex["finished_at"] = ZERO_TIME
         ex["success"] = False
         self._write_execution(ex, b"", running=True)
         self._running[name] = self._running.get(name, 0) + 1
         return Result(True, value=ex)
+
+    def _attempt_ended(self, ex: dict) -> bool:
+        """Whether another execution of the same attempt (group, attempt, node) has ended."""
+        rows = self._db.execute(
+            "SELECT body FROM executions WHERE job_name = ? AND grp = ? AND running = 0"
+            " AND id != ?",
+            (ex["job_name"], int(ex["group"]), ex["id"]),
+        ).fetchall()
+        attempt, node = int(ex.get("attempt", 1)), ex.get("node_name", "")
+        for (body,) in rows:
+            other = json.loads(body)
+            if int(other.get("attempt", 1)) == attempt and other.get("node_name", "") == node:
+                return True
+        return False
 
     def _write_execution(self, ex: dict, output: bytes, running: bool) -> None:
         body = {k: v for k, v in ex.items() if k != "output"}
@@ -504,6 +520,11 @@ class Store:
         ).fetchone()
         if row is not None and row[0] == 0:
             return Result(True, value=None)  # already final: a duplicate report
+        if row is None and not ex["success"] and self._attempt_ended(ex):
+            # A failure recorded for an attempt whose node forgot it ran it (a restart between
+            # the run and the leader's question) while its own report is already here: the
+            # attempt ran and ended; a retry now would run the launch twice.
+            return Result(True, value=None)
         if row is not None:
             self._running[name] = max(0, self._running.get(name, 0) - 1)
             if self._running[name] == 0:

@@ -676,7 +676,8 @@ class LaunchSim:
                 self._settle(server, groups)
 
         if not waiting:
-            finish()
+            finish()  # no live node to ask (carrying out may even crash this server)
+            return
         term = server.raft.term
         for node in alive:
             self.call(

@@ -4,6 +4,7 @@ once when a quorum was up, nothing left running on a dead node, `forbid` never o
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -65,7 +66,7 @@ def first_violation(mode: str, prop: str, seeds: range = range(40)) -> str:
 
 def test_dispatching_before_the_intent_commits_launches_twice() -> None:
     found = first_violation("dispatch_before_commit", "(a)")
-    assert "launched 2 times for attempt 1" in found, found
+    assert re.search(r"launched [2-9] times for attempt 1", found), found
 
 
 def test_dispatching_before_the_intent_commits_breaks_forbid() -> None:
@@ -80,7 +81,7 @@ def test_a_leader_that_does_not_settle_loses_run_once_launches() -> None:
 
 def test_a_leader_that_never_fails_lost_runs_leaves_them_running() -> None:
     found = first_violation("no_abandon", "(c)")
-    assert "declared dead" in found, found
+    assert "declared dead" in found or "executions are running" in found, found
 
 
 def test_check_raises_naming_the_seed() -> None:
@@ -95,3 +96,10 @@ def test_unknown_broken_mode_is_refused_with_the_valid_ones() -> None:
     with pytest.raises(ValueError, match="dispatch_before_commit"):
         LaunchSim(1, cfg)
     assert "no_settle" in BROKEN_MODES
+
+
+def test_seed_3761_a_forgotten_finished_run_is_not_retried_beside_the_next_launch() -> None:
+    """Found by the soak: a run request went unanswered, the run finished and reported, its
+    node restarted and no longer knew the launch, so the leader recorded the attempt as failed
+    and retried it while the next launch of the forbid job ran."""
+    assert run_seed(3761).violations == []

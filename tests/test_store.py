@@ -207,6 +207,29 @@ def test_retry_then_success_counts_as_success(store):
     assert not store.is_busy("r")
 
 
+def test_a_failure_recorded_for_an_attempt_that_already_ended_is_ignored(store):
+    """The leader's run request went unanswered and the node, restarted since, no longer
+    knows the launch: the leader records the attempt as failed. The node's own report of that
+    attempt is already in: the failure must neither be stored nor retry the launch (a forbid
+    job would run twice, once beside the next launch)."""
+    set_job(store, "r", retries=2, concurrency="forbid")
+    done = run_once(store, "r", group=7, success=True)
+    assert [f["action"] for f in done.follow_ups] == ["finished"]
+    failed = execution("r", 7, success=False, at=NOW + 5)
+    failed["id"] += "-unanswered"
+    assert store.apply({"op": "execution_started", "execution": failed}).value is None
+    late = store.apply({"op": "execution_done", "execution": failed})
+    assert late.ok and not late.follow_ups
+    assert [e["success"] for e in store.executions("r")] == [True]
+    job = store.get_job("r")
+    assert (job["status"], job["error_count"]) == ("success", 0)
+    assert not store.is_busy("r")
+    # The next attempt of the same launch on the same node still counts.
+    retry = execution("r", 7, attempt=2, success=False, at=NOW + 9)
+    assert store.apply({"op": "execution_done", "execution": retry}).ok
+    assert len(store.executions("r")) == 2
+
+
 def test_final_failure_counts_and_no_retry_when_stopped(store):
     set_job(store, "r", retries=3)
     store.apply(
