@@ -860,8 +860,12 @@ class Agent:
         leader = self.cluster.leader_addr() if self.cluster is not None else None
         if self.cluster is None or self.is_leader() or not leader or leader == self.rpc_addr:
             return self.run_cause(name, "manual")
+        # What this server has applied (a job just created here, say) the leader must have
+        # applied too before it looks the job up: followers may commit before the leader hears.
+        replicator = self.cluster.replicator
+        args = {"name": name, "applied": replicator.applied_index() if replicator else 0}
         try:
-            answer = self.rpc_client.call(leader, "leader.run_now", {"name": name}, timeout=10)
+            answer = self.rpc_client.call(leader, "leader.run_now", args, timeout=10)
         except RpcError as e:
             return Result(False, f"run not started: the leader could not be reached: {e}", 503)
         return Result(bool(answer["ok"]), str(answer.get("error", "")), int(answer["status"]))
@@ -1022,6 +1026,11 @@ class Agent:
         if method == "leader.run_now":
             if not self.is_leader():
                 return {"ok": False, "error": "not the leader any more: retry", "status": 503}
+            if self.cluster is not None and self.cluster.replicator is not None:
+                try:
+                    self.cluster.replicator.wait_applied(int(args.get("applied", 0)), 5.0)
+                except TimeoutError:
+                    return {"ok": False, "error": "leader is behind: retry", "status": 503}
             result = self.run_cause(str(args["name"]), "manual")
             return {"ok": result.ok, "error": result.error, "status": result.status}
         if method == "leader.execution_output":
