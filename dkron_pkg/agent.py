@@ -307,7 +307,7 @@ class Agent:
                     self._cond.notify_all()
             elif action.kind == launch_settle.DISPATCH_NOW:
                 log.info("launch of %s interrupted by a restart: running it now", action.job_name)
-                self._dispatch(action.job_name, action.group, action.attempt, None)
+                self._dispatch(action.job_name, action.group, action.attempt, action.scheduled_ns)
             else:
                 if action.reason == launch_settle.SKIPPED:
                     log.info("missed launch of %s settled as skipped", action.job_name)

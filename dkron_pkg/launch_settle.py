@@ -104,6 +104,10 @@ def settle(
                     DISPATCH_NOW,
                     group,
                     name,
+                    # a scheduled launch runs late but still as the run of its time
+                    scheduled_ns=intent["scheduled_ns"]
+                    if intent["cause"] in TIMED_CAUSES
+                    else None,
                     attempt=intent.get("attempt", 1),
                     reason="launch interrupted by a restart",
                     job=job,

@@ -699,7 +699,9 @@ class LaunchSim:
             elif action.kind == launch_settle.REQUEUE:
                 heapq.heappush(server.ready, (action.scheduled_ns, action.group, action.job_name))
             elif action.kind == launch_settle.DISPATCH_NOW:
-                self._dispatch(server, action.job_name, action.group, action.attempt, None)
+                self._dispatch(
+                    server, action.job_name, action.group, action.attempt, action.scheduled_ns
+                )
             elif action.kind == launch_settle.LOST:
                 self._record_failed_start(
                     server,

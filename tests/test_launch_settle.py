@@ -58,11 +58,14 @@ def test_missed_launch_runs_now_under_once_and_all() -> None:
     for policy in ("once", "all"):
         actions = decide([intent(1, at=NOW - 60 * SECOND)], {"backup": {"missed_runs": policy}})
         assert [(a.kind, a.attempt) for a in actions] == [(DISPATCH_NOW, 1)], policy
+        # run late, it is still the run of its scheduled time (DKRON_SCHEDULED_AT, scheduled_at)
+        assert actions[0].scheduled_ns == NOW - 60 * SECOND, policy
 
 
 def test_manual_launch_interrupted_runs_now_even_with_skip() -> None:
     actions = decide([intent(1, cause="manual", at=NOW - 60 * SECOND)], {"backup": {}})
     assert [a.kind for a in actions] == [DISPATCH_NOW]
+    assert actions[0].scheduled_ns is None  # a manual run has no scheduled time
 
 
 def test_failed_attempt_with_retries_left_is_retried_on_its_node() -> None:
