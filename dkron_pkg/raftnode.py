@@ -238,6 +238,7 @@ class RaftReplicator:
         self._snapshotting = False  # a snapshot is being built or stored off the loop
         self._notify_until = 0.0  # tell followers new commits at once until then
         self._commit_told: dict[str, tuple[int, int]] = {}  # peer -> (term, commit) told
+        self._commit_read_round: tuple[int, int] = (0, 0)  # (term, commit) of the last one
         self._placed: list[_Proposed] = []  # forwarded writes to answer once their entry is out
         self._held: list[Message] = []  # acks held until this round's inline apply is done
         self._apply_sent = 0  # written by the Raft loop only
@@ -1026,8 +1027,8 @@ class RaftReplicator:
                 )
             else:
                 everyone_told = False
-        if not everyone_told and self._commit_told.get("") != told:
-            self._commit_told[""] = told  # one ReadIndex round per commit index
+        if not everyone_told and self._commit_read_round != told:
+            self._commit_read_round = told  # one ReadIndex round per commit index
             node.read_index(COMMIT_NOTICE)
             while node.has_ready():
                 self._handle_ready(node, node.ready())

@@ -465,8 +465,10 @@ class Store:
         ).fetchone()
         if row is not None:
             return Result(True, value=None)  # already recorded (finished, or a duplicate start)
-        if self._attempt_ended(ex):
-            return Result(True, value=None)  # that attempt on that node already has its end
+        if _dt(ex.get("finished_at")) is not None and self._attempt_ended(ex):
+            # A failed attempt recorded by the leader (it arrives already ended) for an
+            # attempt whose own end is already here. Real starts skip this query.
+            return Result(True, value=None)
         ex["finished_at"] = ZERO_TIME
         ex["success"] = False
         self._write_execution(ex, b"", running=True)
