@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dkron_pkg.launch_settle import (
+from dkron_pkg.launch.settle import (
     CLOSE,
     DISPATCH_NOW,
     LOST,

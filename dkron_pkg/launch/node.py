@@ -1,0 +1,62 @@
+"""The running node's side of the launch protocol: whom to obey, what to tell a new leader,
+and where to report a run's end.
+
+A new leader asks every node which launches it runs or ran (`agent.launches`, with its Raft
+term) before it settles open launches; from then on a request of an older term could start a
+launch the new leader has just settled, so it is refused (fencing). A node also says when its
+process started: a run recorded on it from before that died with the old process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+STALE_LEADER = "refused: a newer leader has taken over"
+RECENT_GROUPS = 10_000
+
+
+class NodeCore:
+    """Fencing term, recently ended launch groups and the process start of one node."""
+
+    def __init__(self, up_since_ns: int):
+        self.up_since_ns = up_since_ns
+        self.fence_term = 0
+        self._recent: dict[int, None] = {}  # insertion-ordered, bounded
+
+    def admit(self, term: object) -> str | None:
+        """None to accept a request of leader `term`, else why it is refused.
+
+        Requests without an integer term (a leader without Raft) are not fenced.
+        """
+        if not isinstance(term, int) or isinstance(term, bool):
+            return None
+        if term < self.fence_term:
+            return f"{STALE_LEADER}: term {term} is older than {self.fence_term}"
+        self.fence_term = term
+        return None
+
+    def ended(self, group: int) -> None:
+        """A run of `group` ended here: remember it for the next leader's question."""
+        self._recent.pop(group, None)
+        self._recent[group] = None
+        while len(self._recent) > RECENT_GROUPS:
+            self._recent.pop(next(iter(self._recent)))
+
+    def forget(self) -> None:
+        """The process restarted: nothing of the old one is remembered."""
+        self._recent.clear()
+        self.fence_term = 0
+
+    def launches(self, running_groups: Iterable[int]) -> dict:
+        """The answer to `agent.launches`: groups running or ended lately, and since when this
+        process runs."""
+        groups = list(dict.fromkeys([*running_groups, *self._recent]))
+        return {"groups": groups, "up_since_ns": self.up_since_ns}
+
+
+def report_order(report_to: str, servers: Iterable[str]) -> list[str]:
+    """Where to report a run's end: the server that asked first (it most likely still leads),
+    then every other server; one of them leads or forwards to the leader."""
+    order = [report_to]
+    order.extend(s for s in servers if s and s not in order)
+    return order
