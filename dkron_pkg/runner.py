@@ -19,7 +19,6 @@ from dkron_pkg.executors.base import ExecResult, OutputTail, failure_output
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime
 
 log = logging.getLogger("dkron.runner")
-RECENT_GROUPS = 10_000
 threading.stack_size(512 * 1024)  # many concurrent runs: keep per-thread stacks small
 
 
@@ -46,7 +45,6 @@ class Runner:
         self._on_started = on_started
         self._on_finished = on_finished
         self._active: dict[str, ActiveRun] = {}
-        self._recent_groups: dict[int, None] = {}  # insertion-ordered, bounded
         self._last_start_ns = 0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -124,9 +122,6 @@ class Runner:
         finally:
             with self._lock:
                 self._active.pop(ex["id"], None)
-                self._recent_groups[ex["group"]] = None
-                while len(self._recent_groups) > RECENT_GROUPS:
-                    self._recent_groups.pop(next(iter(self._recent_groups)))
                 self._idle.notify_all()
 
     def _config_for(self, job: dict, execution: dict) -> dict[str, str]:
@@ -157,11 +152,10 @@ class Runner:
         config["env_json"] = json.dumps(env)
         return config
 
-    def known_groups(self) -> list[int]:
-        """Groups this node runs now or finished recently (asked by a new leader)."""
+    def running_groups(self) -> list[int]:
+        """Launch groups this node runs now (the node core remembers the ended ones)."""
         with self._lock:
-            running = [r.execution["group"] for r in self._active.values()]
-            return [*running, *self._recent_groups]
+            return [r.execution["group"] for r in self._active.values()]
 
     def busy(self) -> list[dict]:
         """Running executions with the output they produced so far."""

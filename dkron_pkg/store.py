@@ -184,6 +184,12 @@ class Store:
         with self._lock:
             return [dict(i) for i in self._intents.values()]
 
+    def open_intent(self, group: int) -> dict | None:
+        """The open launch `group`, None once it is closed."""
+        with self._lock:
+            intent = self._intents.get(group)
+            return dict(intent) if intent is not None else None
+
     def executions(self, job_name: str) -> list[dict]:
         """All stored executions of a job, oldest first, with their output."""
         with self._lock:
@@ -450,6 +456,22 @@ class Store:
         self._intents.pop(group, None)
         self._db.execute("DELETE FROM intents WHERE grp = ?", (group,))
         return Result(True)
+
+    def _op_intent_nodes(self, c: dict) -> Result:
+        """Add nodes to an open launch before it is sent to them (a stand-in, a fresh choice),
+        so that a leader settling it later knows every node that may run it."""
+        group = int(c["group"])
+        intent = self._intents.get(group)
+        if intent is None:
+            return Result(False, f"launch {group} is closed", 409)
+        intent = dict(intent)
+        intent["nodes"] = list(dict.fromkeys([*(intent.get("nodes") or []), *c["nodes"]]))
+        self._intents[group] = intent
+        self._db.execute(
+            "INSERT OR REPLACE INTO intents(grp, job_name, body) VALUES(?, ?, ?)",
+            (group, intent["job_name"], json.dumps(intent)),
+        )
+        return Result(True, value=intent)
 
     def _op_execution_started(self, c: dict) -> Result:
         """Record a run as running, unless its end is already recorded.

@@ -333,7 +333,7 @@ def test_three_servers_elect_and_replicate_over_mutual_tls(pki, tmp_path):
             node.client.wait_for(lambda n=node: n.client.get("/v1/jobs/over-tls").status == 200)
         plain = rpc.RpcClient(base64.b64decode(cluster_key), connect_timeout=0.5)
         with pytest.raises(rpc.RpcError):  # the agents' RPC port speaks TLS only
-            plain.call(f"127.0.0.1:{follower.rpc_port}", "agent.groups", timeout=2)
+            plain.call(f"127.0.0.1:{follower.rpc_port}", "agent.launches", timeout=2)
         plain.close()
         for node in nodes:  # no peer of the cluster was ever refused
             assert "TLS handshake refused" not in node.log()

@@ -75,6 +75,7 @@ class StoreView(Protocol):
     def get_job(self, name: str) -> dict | None: ...
     def list_jobs(self) -> list[dict]: ...
     def open_intents(self) -> list[dict]: ...
+    def open_intent(self, group: int) -> dict | None: ...
     def executions(self, job_name: str) -> list[dict]: ...
     def running_executions(self) -> list[dict]: ...
 
@@ -153,6 +154,7 @@ class LeaderCore:
         self._seq = 0
         self._last_group = 0
         self._commits: dict[int, tuple[str, Any, int | None]] = {}
+        self._quiet = False
         self._reset()
 
     def _reset(self) -> None:
@@ -184,7 +186,7 @@ class LeaderCore:
 
     def next_wakeup_ns(self) -> int | None:
         """When `tick` has work next (None: only an event can give it work)."""
-        if self.term is None:
+        if self.term is None or self._quiet:
             return None
         times: list[int] = []
         if not self.armed:
@@ -232,6 +234,10 @@ class LeaderCore:
         self.term = None
         self._reset()
 
+    def quiesce(self) -> None:
+        """The agent is stopping: launch nothing new, but keep recording the ends of runs."""
+        self._quiet = True
+
     def barrier_passed(self, now_ns: int, other_servers: Iterable[str] = ()) -> None:
         """Everything committed before this term is applied: arm once another server of
         `other_servers` is seen alive in gossip (or `members_wait` has passed), so that a
@@ -254,7 +260,11 @@ class LeaderCore:
         for job in self.view.list_jobs():
             self.sched.upsert(job)
         self._reconcile_at = now_ns + self.timing.reconcile_ns
+        # Only what was open before this leadership is settled: what it commits itself is
+        # already queued for dispatch.
+        groups = {i["group"] for i in self.view.open_intents()}
         if not self.cluster:
+            self._settlement = _Settlement(groups, now_ns)
             # One server: its own runs of the previous process died with it.
             reason = "agent stopped while this execution was running (node restarted)"
             self._commit(
@@ -269,7 +279,6 @@ class LeaderCore:
                 ],
             )
             return
-        groups = {i["group"] for i in self.view.open_intents()}
         if groups:
             self._settlement = _Settlement(groups, now_ns)
             self._ask_round(now_ns)
@@ -314,7 +323,7 @@ class LeaderCore:
 
     def tick(self, now_ns: int) -> None:
         """Whatever is due at `now_ns`: arming, timers, settlement, reconciliation, launches."""
-        if self.term is None:
+        if self.term is None or self._quiet:
             return
         if not self.armed:
             self._try_arm(now_ns)
@@ -359,7 +368,8 @@ class LeaderCore:
                 self._commit("launches", commands, commands)
         while self._ready and self._ready[0][0] - self.timing.dispatch_lead_ns <= now_ns:
             scheduled_ns, group, name = heapq.heappop(self._ready)
-            self._dispatch(name, group, 1, scheduled_ns, now_ns)
+            if group not in self._sent_to:  # queued twice (settled and committed): once
+                self._dispatch(name, group, 1, scheduled_ns, now_ns)
 
     def _new_group(self, now_ns: int) -> int:
         self._last_group = max(now_ns, self._last_group + 1)
@@ -402,12 +412,22 @@ class LeaderCore:
             follow_ups = results[0].follow_ups
             self._follow_ups(follow_ups, now_ns)
             retried = {f["group"] for f in follow_ups if f["action"] == "retry"}
-            self._settle(list(self.view.open_intents()), retried, None, now_ns)
+            groups = self._settlement.groups if self._settlement is not None else set()
+            self._settlement = None
+            intents = [i for i in self.view.open_intents() if i["group"] in groups]
+            self._settle(intents, retried, None, now_ns)
         elif kind == "abandon":
             for result in results:
                 self._follow_ups(result.follow_ups, now_ns)
         elif kind == "job_deleted":
             self.jobs_changed(None, payload)
+        elif kind == "place":
+            name, group, attempt, scheduled_ns, nodes = payload
+            job = self.view.get_job(name)
+            if job is None or not results[0].ok:
+                return
+            for node in nodes:
+                self._send(job, group, attempt, scheduled_ns, node, now_ns)
 
     # ----- settlement of the launches an earlier leader or process left open ---------------
 
@@ -455,12 +475,10 @@ class LeaderCore:
             return
         purpose, what = entry
         if purpose == "settle":
-            if unreachable:
-                # Its agent is gone (a restart is on its way): a run it started died with it.
-                self._settle_answer(what, (set(), NOT_RUNNING), now_ns)
-            else:
-                self._note("warning", f"could not ask {what} which launches it ran")
-                self._settle_answer(what, None, now_ns)
+            # Unreachable is not gone: a node cut off by a partition cannot be reached either,
+            # and it may run one of these launches. It is asked again (or declared dead).
+            self._note("warning", f"could not ask {what} which launches it ran")
+            self._settle_answer(what, None, now_ns)
         elif purpose == "confirm":
             request: _Request = what
             if request.node not in self._alive_names():
@@ -493,7 +511,9 @@ class LeaderCore:
 
     def _settle_round(self, now_ns: int) -> None:
         """Settle the open intents whose recorded nodes all answered or are dead; the others
-        wait for the next round (a node that cannot be asked may be running one of them)."""
+        wait for the next round (a node that cannot be asked may be running one of them). So
+        do intents whose job selects a node that could not be asked: a stand-in, a retry on
+        another node or a fresh choice may have run the launch on a node it does not name."""
         s = self._settlement
         if s is None:
             return
@@ -508,7 +528,12 @@ class LeaderCore:
             recorded = {n for i in intents for n in i.get("nodes") or []}
             settled = set(up_since) | (recorded - s.unasked)
         unrecorded = ["?"] if s.unasked else []
-        ready = [i for i in intents if set(i.get("nodes") or unrecorded) <= settled]
+        ready = [
+            i
+            for i in intents
+            if set(i.get("nodes") or unrecorded) | self._selected(i["job_name"], s.unasked)
+            <= settled
+        ]
         ready_groups = {i["group"] for i in ready}
         waiting = {i["group"] for i in intents} - ready_groups
         self._settle(ready, known, up_since, now_ns)
@@ -517,6 +542,20 @@ class LeaderCore:
             s.retry_at = now_ns + self.timing.settle_retry_ns
         else:
             self._settlement = None
+
+    def _selected(self, job_name: str, nodes: set[str]) -> set[str]:
+        """Those of `nodes` that the job's tags select (alive or not)."""
+        job = self.view.get_job(job_name)
+        if job is None or not nodes:
+            return set()
+        required, _ = parse_job_tags(job.get("tags"))
+        return {
+            m["Name"]
+            for m in self._members
+            if m["Name"] in nodes
+            and m.get("Tags", {}).get("region", self.region) == self.region
+            and all(m.get("Tags", {}).get(k) == v for k, v in required.items())
+        }
 
     def _settle(
         self,
@@ -596,9 +635,34 @@ class LeaderCore:
                 self._note("warning", str(e))
                 self._close(group)
                 return
-        self._sent_to.setdefault(group, set()).update(t["Name"] for t in targets)
-        for target in targets:
-            self._send(job, group, attempt, scheduled_ns, target["Name"], now_ns)
+        self._place(job, group, attempt, scheduled_ns, [t["Name"] for t in targets], now_ns)
+
+    def _place(
+        self,
+        job: dict,
+        group: int,
+        attempt: int,
+        scheduled_ns: int | None,
+        nodes: list[str],
+        now_ns: int,
+    ) -> None:
+        """Send the attempt to `nodes`; nodes the intent does not name yet are first added to
+        it (committed), so that a later leader settling the launch asks them too."""
+        intent = self.view.open_intent(group)
+        if intent is None:
+            self._note("info", f"launch {group} of {job['name']} is closed: not sent again")
+            return
+        self._sent_to.setdefault(group, set()).update(nodes)
+        new = [n for n in nodes if n not in (intent.get("nodes") or [])]
+        if not new:
+            for node in nodes:
+                self._send(job, group, attempt, scheduled_ns, node, now_ns)
+            return
+        self._commit(
+            "place",
+            [{"op": "intent_nodes", "group": group, "nodes": new}],
+            (job["name"], group, attempt, scheduled_ns, nodes),
+        )
 
     def _send(
         self,
@@ -692,9 +756,9 @@ class LeaderCore:
         """Every node this launch was meant for, sent to or recorded on."""
         nodes = set(self._sent_to.get(group, ()))
         nodes.update(self._chosen.get(group, ()))
-        for intent in self.view.open_intents():
-            if intent["group"] == group:
-                nodes.update(intent.get("nodes") or [])
+        intent = self.view.open_intent(group)
+        if intent is not None:
+            nodes.update(intent.get("nodes") or [])
         nodes.update(e.get("node_name", "") for e in self._group_executions(job_name, group))
         return nodes
 
@@ -712,8 +776,8 @@ class LeaderCore:
                 f"node {request.node} unreachable ({reason}): running {job['name']} on "
                 f"{standin['Name']} instead",
             )
-            self._send(
-                job, request.group, request.attempt, request.scheduled_ns, standin["Name"], now_ns
+            self._place(
+                job, request.group, request.attempt, request.scheduled_ns, [standin["Name"]], now_ns
             )
             return
         self._record_failed_attempt(
@@ -783,6 +847,8 @@ class LeaderCore:
             return
         if reply is not None:
             self._emit(Reply(reply, True))
+        if result.value is None:
+            return  # a duplicate report, or a failure of an attempt that already ended
         self._emit(Recorded(job, execution, result.follow_ups))
         if same_term:
             self._follow_ups(result.follow_ups, now_ns)
@@ -825,8 +891,10 @@ class LeaderCore:
         if key in self._retries_sent or recorded:
             return
         self._retries_sent.add(key)
-        intent = next((i for i in self.view.open_intents() if i["group"] == group), None)
-        scheduled_ns = intent["scheduled_ns"] if intent and intent["cause"] != "manual" else None
+        intent = self.view.open_intent(group)
+        if intent is None:
+            return  # the launch has ended meanwhile
+        scheduled_ns = intent["scheduled_ns"] if intent["cause"] != "manual" else None
         alive = self._alive()
         if node in alive:
             self._send(job, group, attempt, scheduled_ns, node, now_ns)
@@ -836,7 +904,7 @@ class LeaderCore:
             job, others, self._launch_nodes(job_name, group), self.region, self.rng
         )
         if standin is not None:
-            self._send(job, group, attempt, scheduled_ns, standin["Name"], now_ns)
+            self._place(job, group, attempt, scheduled_ns, [standin["Name"]], now_ns)
             return
         self._record_failed_attempt(
             job_name,
@@ -853,7 +921,7 @@ class LeaderCore:
 
     def run_now(self, name: str, cause: str, reply: Any, now_ns: int) -> None:
         """Launch `name` now (cause "manual" or "dependent"); answer `reply` with the result."""
-        if self.term is None:
+        if self.term is None or self._quiet:
             if reply is not None:
                 self._emit(Reply(reply, False, "not the leader any more: retry", 503))
             return
@@ -921,10 +989,22 @@ class LeaderCore:
         for ex in running:
             if int(ex.get("started_ns", 0)) < stale_before:
                 by_node.setdefault(ex["node_name"], []).append(ex["id"])
+        status = {m["Name"]: m.get("statusText") for m in self._members}
         for node, ids in sorted(by_node.items()):
             addr = self._addr(node)
+            gone = status.get(node) in DEAD or (
+                node not in status
+                and self._arm_after_ns is not None
+                and now_ns - self._arm_after_ns > self.timing.unknown_node_wait_ns
+            )
+            if gone:
+                # Declared dead (perhaps before this server led, so its verdict never came
+                # here), or unknown to gossip long after this leadership began.
+                reason = f"node {node} failed while this execution was running"
+                self._abandon([{"id": i, "reason": reason} for i in ids], now_ns)
+                continue
             if addr is None:
-                continue  # unknown to gossip: the failure detector decides
+                continue
             ask = self._next()
             self._asks[ask] = ("running", (node, ids))
             self._emit(AskRunning(ask, node, addr))
