@@ -30,8 +30,9 @@ from dkron_pkg.launch.node import report_order
 from dkron_pkg.launch_driver import LaunchDriver, LaunchHost
 from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
-from dkron_pkg.remote_runs import RemoteRuns, Reporter, decode_chunk
+from dkron_pkg.remote_runs import RemoteRuns, Reporter
 from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
+from dkron_pkg.rpc_methods import NodeRpc
 from dkron_pkg.rpc_tls import tls_of
 from dkron_pkg.runner import Runner
 from dkron_pkg.store import Result, Store
@@ -128,7 +129,7 @@ class Agent:
             self.bind_host,
             self.rpc_port,
             self.key,
-            self._handle_rpc,
+            NodeRpc(self).handle,
             self._on_raft_frame,
             tls=self.rpc_client.tls,
         )
@@ -202,7 +203,7 @@ class Agent:
             node_name=self.node_name,
             committer=lambda: self.committer,
             members=self.members,
-            running_ids=self._running_ids,
+            running_ids=self.running_ids,
             running_groups=self.runner.running_groups,
             start_local=self._start_run,
             remote_started=self.remote.started,
@@ -285,7 +286,7 @@ class Agent:
     def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
         self.runner.start(job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns)
 
-    def _running_ids(self) -> list[str]:
+    def running_ids(self) -> list[str]:
         """Executions this node runs, or ran and has not yet reported."""
         return [ex["id"] for ex in self.runner.busy()] + self.reporter.undelivered()
 
@@ -306,7 +307,7 @@ class Agent:
         the reporter, which retries until some server acknowledges it."""
         self.node_core.ended(int(execution["group"]))
         if report_to is None and self.launch is not None and self.is_leader():
-            processed = self._process(job, execution)
+            processed = self.process(job, execution)
             core = self.launch.core
             self.launch.post(lambda now: core.run_ended(job, processed, stopped, None, now))
             return
@@ -320,7 +321,7 @@ class Agent:
         except RuntimeError:
             log.info("stopping: not starting %s", getattr(fn, "__name__", "a follow-up"))
 
-    def _process(self, job: dict, execution: dict) -> dict:
+    def process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
         if not job.get("processors"):
             return execution
@@ -547,68 +548,6 @@ class Agent:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         metrics.api_request(route, method, status, seconds)
-
-    def _handle_rpc(self, method: str, args: Any, peer: str) -> Any:
-        """Node-to-node calls (see rpc.py); unknown methods are refused."""
-        if method == "node.ping":
-            return {"name": self.node_name}
-        if method.startswith("raft.") and self.cluster is not None:
-            return self.cluster.handle_rpc(method, args, peer)
-        if method == "agent.run":
-            refused = self.node_core.admit(args.get("term"))
-            if refused:
-                raise RpcError(refused)
-            execution = self.runner.start(
-                args["job"],
-                int(args["group"]),
-                int(args["attempt"]),
-                args.get("scheduled_ns"),
-                not_before_ns=args.get("scheduled_ns"),
-                report_to=args["report_to"],
-            )
-            logs.event("run", job=args["job"]["name"], execution=execution["id"])
-            return execution
-        if method == "agent.stop":
-            return self.runner.stop(str(args["id"]))
-        if method == "agent.running":
-            return self._running_ids()
-        if method == "agent.launches":
-            refused = self.node_core.admit(args.get("term") if isinstance(args, dict) else None)
-            if refused:
-                raise RpcError(refused)
-            return self.node_core.launches(self.runner.running_groups())
-        if method == "leader.run_now":
-            if not self.is_leader():
-                return {"ok": False, "error": "not the leader any more: retry", "status": 503}
-            if self.cluster is not None and self.cluster.replicator is not None:
-                try:
-                    self.cluster.replicator.wait_applied(int(args.get("applied", 0)), 5.0)
-                except TimeoutError:
-                    return {"ok": False, "error": "leader is behind: retry", "status": 503}
-            cause = "dependent" if args.get("cause") == "dependent" else "manual"
-            if self.launch is None:
-                return {"ok": False, "error": "not a server", "status": 503}
-            result = self.launch.run_now(str(args["name"]), cause)
-            return {"ok": result.ok, "error": result.error, "status": result.status}
-        if method == "leader.execution_output":
-            self.remote.output(str(args["id"]), decode_chunk(args))
-            return None
-        if method == "leader.execution_done":
-            leader = self.cluster.leader_addr() if self.cluster is not None else None
-            if not self.is_leader() and leader and leader != self.rpc_addr:
-                return self.rpc_client.call(leader, method, args, timeout=10)
-            if self.launch is None:
-                raise RpcError("not a server: report the end to a server")
-            execution = args["execution"]
-            self.remote.finished(execution["id"])
-            job = args["job"]
-            processed = self._process(job, execution)
-            # Acknowledged only once committed: a leader dying before that must not lose it.
-            result = self.launch.run_ended(job, processed, bool(args.get("stopped")))
-            if not result.ok:
-                raise RpcError(result.error or "report not committed: send it again")
-            return True
-        raise RpcError(f"unknown method {method!r}")
 
     def _on_raft_frame(self, data: bytes, peer: str) -> None:
         if self.cluster is not None:

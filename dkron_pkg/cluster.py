@@ -18,17 +18,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dkron_pkg import metrics
 from dkron_pkg.raft_storage import StorageError
 from dkron_pkg.raftnode import NotLeaderError, RaftError, RaftReplicator, server_raft_config
-from dkron_pkg.rpc import RpcError
-from dkron_pkg.store import Result
-
-if TYPE_CHECKING:
-    from dkron_pkg.agent import Agent
+from dkron_pkg.rpc import RpcClient, RpcError
+from dkron_pkg.store import Result, Store
 
 log = logging.getLogger("dkron.cluster")
 
@@ -119,10 +117,31 @@ class ReplicatedCommitter:
         self.replicator.close()
 
 
+class ClusterHost(Protocol):
+    """What the Raft membership needs of the server it runs in (the agent)."""
+
+    node_name: str
+    config: Any
+    data_dir: str
+    region: str
+    committer: Any  # replaced: a clear 503 until the cluster forms, then the replicator
+    store: Store
+    rpc_client: RpcClient
+
+    @property
+    def rpc_addr(self) -> str: ...
+    @property
+    def stopping(self) -> threading.Event: ...
+    def spawn(self, target: Callable[[], None], name: str) -> None: ...
+    def members(self) -> list[dict]: ...
+    def on_leadership(self, leader: bool) -> None: ...
+    def on_applied(self, commands: list[dict], results: list[Result]) -> None: ...
+
+
 class Cluster:
     """Raft membership of this server, driven by what gossip says."""
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: ClusterHost):
         self.agent = agent
         self.expect = int(getattr(agent.config, "bootstrap_expect", 0) or 0)
         self.replicator: RaftReplicator | None = None

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 
 if TYPE_CHECKING:
-    from dkron_pkg.agent import Agent
+    from dkron_pkg.backend import CrontabHost
 
 log = logging.getLogger("dkron.crontab")
 CRONTAB_POLL_SECONDS = 5.0
 
 
 def crontab_import(
-    agent: Agent, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
+    agent: CrontabHost, text: str, dialect: str, user: str, apply: bool, source: str = "ui-upload"
 ) -> dict:
     """Plan (and with `apply`, carry out) the import of crontab text; see crontab_compat."""
     from crontab_compat.apply import apply_plan
@@ -52,7 +52,7 @@ def crontab_import(
     return out
 
 
-def start_crontab_sync(agent: Agent) -> None:
+def start_crontab_sync(agent: CrontabHost) -> None:
     """Own the host's crontab files (`--crontab-sync`): re-import them when they change."""
     paths = list(getattr(agent.config, "crontab_sync", []) or [])
     if not paths:
@@ -78,7 +78,7 @@ def start_crontab_sync(agent: Agent) -> None:
     agent.spawn(loop, "crontab-sync")
 
 
-def run_reboot_jobs(agent: Agent) -> None:
+def run_reboot_jobs(agent: CrontabHost) -> None:
     """`@reboot` jobs run once per boot of the host, not once per agent start."""
     from crontab_compat.reboot import claim_reboot_run
 
@@ -96,7 +96,7 @@ def run_reboot_jobs(agent: Agent) -> None:
 class LocalJobWriter:
     """The job store seen through the API's rules, for the crontab importer and sync."""
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: CrontabHost):
         self.agent = agent
 
     def list_jobs(self) -> list[dict]:

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from dkron_pkg import __version__
+from dkron_pkg.backend import ApiBackend
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 from dkron_pkg.metrics import PROMETHEUS_CONTENT_TYPE
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
@@ -114,9 +115,9 @@ def _time_sort_key(value: str | None) -> float:
 
 
 class Api:
-    """Maps requests to backend calls. `backend` is the agent (see agent.Agent)."""
+    """Maps requests to backend calls (`backend.ApiBackend`; the agent in production)."""
 
-    def __init__(self, backend: Any):
+    def __init__(self, backend: ApiBackend):
         self.backend = backend
         self.routes: list[tuple[str, re.Pattern, Any]] = []
         add = self._route
@@ -744,7 +745,7 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
-def make_server(host: str, port: int, backend: Any) -> Server:
+def make_server(host: str, port: int, backend: ApiBackend) -> Server:
     """Bind the API on host:port (port 0 picks a free one) for `backend`."""
     api = Api(backend)
     handler = type("BoundHandler", (Handler,), {"api": api})

@@ -592,8 +592,12 @@ class LeaderCore:
                 )
             elif action.kind == settlement.REQUEUE:
                 intent = next(i for i in intents if i["group"] == action.group)
-                if intent.get("nodes"):
-                    self._chosen[action.group] = list(intent["nodes"])
+                nodes = intent.get("nodes") or []
+                _, count = parse_job_tags(action.job.get("tags"))
+                # A stand-in added to the intent makes it name more nodes than the job runs on:
+                # none of them runs it (settled), so a fresh choice is made at dispatch.
+                if nodes and (count is None or len(nodes) <= count):
+                    self._chosen[action.group] = list(nodes)
                 heapq.heappush(self._ready, (action.scheduled_ns, action.group, action.job_name))
             elif action.kind == settlement.DISPATCH_NOW:
                 self._note("info", f"launch of {action.job_name} interrupted: running it now")
