@@ -283,8 +283,12 @@ class Agent:
         ]
         return report_order(first, servers)
 
-    def _start_run(self, job: dict, group: int, attempt: int, scheduled_ns: int | None) -> None:
-        self.runner.start(job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns)
+    def _start_run(
+        self, job: dict, group: int, attempt: int, scheduled_ns: int | None, for_node: str = ""
+    ) -> None:
+        self.runner.start(
+            job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns, for_node=for_node
+        )
 
     def running_ids(self) -> list[str]:
         """Executions this node runs, or ran and has not yet reported."""

@@ -52,7 +52,7 @@ class LaunchHost:
     members: Callable[[], list[dict]]
     running_ids: Callable[[], list[str]]  # executions this node runs or still has to report
     running_groups: Callable[[], list[int]]
-    start_local: Callable[[dict, int, int, int | None], None]
+    start_local: Callable[[dict, int, int, int | None, str], None]
     remote_started: Callable[[dict, str], None]
     recorded: Callable[[dict, dict, list[dict]], None]
 
@@ -154,7 +154,9 @@ class LaunchDriver:
             self._pool.submit(self._send_run, action)
         elif isinstance(action, StartLocal):
             logs.event("launch", job=action.job["name"], group=action.group, attempt=action.attempt)
-            self.host.start_local(action.job, action.group, action.attempt, action.scheduled_ns)
+            self.host.start_local(
+                action.job, action.group, action.attempt, action.scheduled_ns, action.for_node
+            )
         elif isinstance(action, AskLaunches):
             self._ask_launches(action)
         elif isinstance(action, AskRunning):

@@ -81,6 +81,7 @@ class NodeRpc:
             args.get("scheduled_ns"),
             not_before_ns=args.get("scheduled_ns"),
             report_to=args["report_to"],
+            for_node=str(args.get("for_node") or ""),
         )
         logs.event("run", job=args["job"]["name"], execution=execution["id"])
         return execution

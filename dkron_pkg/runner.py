@@ -57,6 +57,7 @@ class Runner:
         scheduled_ns: int | None = None,
         not_before_ns: int | None = None,
         report_to: str | None = None,
+        for_node: str = "",
     ) -> dict:
         """Begin a run of `job` and return its execution record (finished_at = zero).
 
@@ -79,6 +80,8 @@ class Runner:
             "started_ns": started_ns,
             "scheduled_ns": scheduled_ns,
         }
+        if for_node:  # a stand-in: this runs the attempt another node could not
+            execution["for_node"] = for_node
         run = ActiveRun(execution, OutputTail(), report_to=report_to)
         with self._lock:
             self._active[execution["id"]] = run

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dkron_pkg.jobs import SERVER_FIELDS, USER_FIELDS
+from dkron_pkg.launch.settle import run_slot
 from dkron_pkg.store_checkpoint import WalCheckpointer
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
@@ -504,10 +505,10 @@ class Store:
             " AND id != ?",
             (ex["job_name"], int(ex["group"]), ex["id"]),
         ).fetchall()
-        attempt, node = int(ex.get("attempt", 1)), ex.get("node_name", "")
+        attempt, slot = int(ex.get("attempt", 1)), run_slot(ex)
         for (body,) in rows:
             other = json.loads(body)
-            if int(other.get("attempt", 1)) == attempt and other.get("node_name", "") == node:
+            if int(other.get("attempt", 1)) == attempt and run_slot(other) == slot:
                 return True
         return False
 
@@ -555,6 +556,8 @@ class Store:
                 del self._running[name]
         output = ex.pop("output", "")
         output_bytes = output.encode("utf-8", "replace") if isinstance(output, str) else output
+        if c.get("no_retry"):
+            ex["no_retry"] = True  # stopped by a user: this node's attempts end here
         self._write_execution(ex, output_bytes, running=False)
         self._trim_executions(name)
 
@@ -578,6 +581,7 @@ class Store:
                     "group": group,
                     "attempt": int(ex.get("attempt", 1)) + 1,
                     "node_name": ex.get("node_name", ""),
+                    "slot": run_slot(ex),
                     "delay": retry_delay_seconds(job, int(ex.get("attempt", 1))),
                 }
             )
@@ -593,7 +597,7 @@ class Store:
                     "execution_id": ex["id"],
                 }
             )
-            if not self._group_running(name, group):
+            if not self._group_running(name, group) and not self._retry_pending(job, group):
                 self._intents.pop(group, None)
                 self._db.execute("DELETE FROM intents WHERE grp = ?", (group,))
             if job["status"] == "success":
@@ -611,19 +615,36 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def _group_status(self, name: str, group: int) -> str:
-        """success / failed / partially_failed from each node's latest attempt in the group."""
-        latest: dict[str, tuple[int, bool]] = {}
+    def _latest_by_slot(self, name: str, group: int) -> dict[str, dict]:
+        """The latest ended attempt of each node's run of the launch (see `run_slot`)."""
+        latest: dict[str, dict] = {}
         for (body,) in self._db.execute(
             "SELECT body FROM executions WHERE job_name = ? AND grp = ? AND running = 0",
             (name, group),
         ):
             ex = json.loads(body)
-            node = ex.get("node_name", "")
-            attempt = int(ex.get("attempt", 1))
-            if node not in latest or attempt >= latest[node][0]:
-                latest[node] = (attempt, bool(ex.get("success")))
-        outcomes = {ok for _, ok in latest.values()}
+            slot = run_slot(ex)
+            if slot not in latest or int(ex.get("attempt", 1)) >= int(
+                latest[slot].get("attempt", 1)
+            ):
+                latest[slot] = ex
+        return latest
+
+    def _retry_pending(self, job: dict, group: int) -> bool:
+        """Whether some node's run of the launch failed with attempts left (its retry is due):
+        the launch stays open until that retry ends too."""
+        attempts = int(job.get("retries", 0)) + 1
+        return any(
+            not ex.get("success")
+            and not ex.get("no_retry")
+            and int(ex.get("attempt", 1)) < attempts
+            for ex in self._latest_by_slot(job["name"], group).values()
+        )
+
+    def _group_status(self, name: str, group: int) -> str:
+        """success / failed / partially_failed from each node's latest attempt in the group."""
+        latest = self._latest_by_slot(name, group)
+        outcomes = {bool(ex.get("success")) for ex in latest.values()}
         if outcomes == {True}:
             return "success"
         if outcomes == {False}:

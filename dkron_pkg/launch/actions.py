@@ -40,6 +40,7 @@ class StartLocal:
     group: int
     attempt: int
     scheduled_ns: int | None
+    for_node: str = ""  # the node whose run this stands in for ("" for this node's own)
 
 
 @dataclass(frozen=True)

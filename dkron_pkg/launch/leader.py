@@ -111,6 +111,7 @@ class _Request:
     node: str
     scheduled_ns: int | None
     sent_ns: int
+    slot: str = ""  # the node a stand-in runs it for ("" for the node's own run)
 
 
 @dataclass
@@ -171,6 +172,7 @@ class LeaderCore:
         self._asks: dict[int, tuple[str, Any]] = {}
         self._timers: list[tuple[int, int, str, Any]] = []
         self._retries_sent: set[tuple[int, int, str]] = set()
+        self._launched: set[int] = set()  # launch groups this leadership committed itself
         self._settlement: _Settlement | None = None
         self._reconcile_at: int | None = None
 
@@ -262,7 +264,7 @@ class LeaderCore:
         self._reconcile_at = now_ns + self.timing.reconcile_ns
         # Only what was open before this leadership is settled: what it commits itself is
         # already queued for dispatch.
-        groups = {i["group"] for i in self.view.open_intents()}
+        groups = {i["group"] for i in self.view.open_intents()} - self._launched
         if not self.cluster:
             self._settlement = _Settlement(groups, now_ns)
             # One server: its own runs of the previous process died with it.
@@ -333,7 +335,12 @@ class LeaderCore:
             _, _, kind, what = heapq.heappop(self._timers)
             if kind == "retry":
                 self._dispatch_retry(
-                    what["job_name"], what["group"], what["attempt"], what["node_name"], now_ns
+                    what["job_name"],
+                    what["group"],
+                    what["attempt"],
+                    what["node_name"],
+                    now_ns,
+                    what.get("slot", ""),
                 )
             elif kind == "confirm":
                 self._confirm(what, now_ns)
@@ -395,7 +402,10 @@ class LeaderCore:
             return
         kind, payload, term = entry
         same_term = term is not None and term == self.term
-        if kind == "ended":
+        if kind == "place":
+            if same_term:
+                self._placed(payload, results, now_ns)
+        elif kind == "ended":
             self._ended_committed(payload, results, same_term, now_ns)
         elif kind == "run_now":
             self._run_now_committed(payload, results, same_term, now_ns)
@@ -421,13 +431,6 @@ class LeaderCore:
                 self._follow_ups(result.follow_ups, now_ns)
         elif kind == "job_deleted":
             self.jobs_changed(None, payload)
-        elif kind == "place":
-            name, group, attempt, scheduled_ns, nodes = payload
-            job = self.view.get_job(name)
-            if job is None or not results[0].ok:
-                return
-            for node in nodes:
-                self._send(job, group, attempt, scheduled_ns, node, now_ns)
 
     # ----- settlement of the launches an earlier leader or process left open ---------------
 
@@ -490,6 +493,7 @@ class LeaderCore:
                     request.scheduled_ns,
                     f"node {request.node} failed before confirming the run",
                     now_ns,
+                    for_node=request.slot,
                 )
             else:
                 self._timer(now_ns + self.timing.confirm_retry_ns, "confirm", request)
@@ -577,7 +581,7 @@ class LeaderCore:
         for action in actions:
             if action.kind == settlement.RETRY:
                 self._dispatch_retry(
-                    action.job_name, action.group, action.attempt, action.node, now_ns
+                    action.job_name, action.group, action.attempt, action.node, now_ns, action.slot
                 )
             elif action.kind == settlement.LOST:
                 self._note("warning", f"launch of {action.job_name} settled as failed")
@@ -649,24 +653,85 @@ class LeaderCore:
         scheduled_ns: int | None,
         nodes: list[str],
         now_ns: int,
+        for_node: str = "",
+        origin: str = "",
     ) -> None:
         """Send the attempt to `nodes`; nodes the intent does not name yet are first added to
-        it (committed), so that a later leader settling the launch asks them too."""
+        it (committed), so that a later leader settling the launch asks them too. `origin` is
+        the node a stand-in replaces (its attempt fails if the stand-in cannot be placed)."""
         intent = self.view.open_intent(group)
         if intent is None:
-            self._note("info", f"launch {group} of {job['name']} is closed: not sent again")
+            self._not_placed(
+                job["name"],
+                group,
+                attempt,
+                scheduled_ns,
+                nodes,
+                for_node,
+                origin,
+                "the launch was closed meanwhile",
+                now_ns,
+            )
             return
         self._sent_to.setdefault(group, set()).update(nodes)
         new = [n for n in nodes if n not in (intent.get("nodes") or [])]
         if not new:
             for node in nodes:
-                self._send(job, group, attempt, scheduled_ns, node, now_ns)
+                self._send(job, group, attempt, scheduled_ns, node, now_ns, for_node)
             return
         self._commit(
             "place",
             [{"op": "intent_nodes", "group": group, "nodes": new}],
-            (job["name"], group, attempt, scheduled_ns, nodes),
+            (job["name"], group, attempt, scheduled_ns, nodes, for_node, origin),
         )
+
+    def _placed(self, payload: tuple, results: list | None, now_ns: int) -> None:
+        name, group, attempt, scheduled_ns, nodes, for_node, origin = payload
+        job = self.view.get_job(name)
+        if job is None:
+            return
+        if not results or not results[0].ok:
+            error = results[0].error if results else "not committed"
+            self._not_placed(
+                name,
+                group,
+                attempt,
+                scheduled_ns,
+                nodes,
+                for_node,
+                origin,
+                f"its nodes could not be recorded: {error}",
+                now_ns,
+            )
+            return
+        for node in nodes:
+            self._send(job, group, attempt, scheduled_ns, node, now_ns, for_node)
+
+    def _not_placed(
+        self,
+        name: str,
+        group: int,
+        attempt: int,
+        scheduled_ns: int | None,
+        nodes: list[str],
+        for_node: str,
+        origin: str,
+        reason: str,
+        now_ns: int,
+    ) -> None:
+        """Nothing was sent: the attempt failed on the node it was for (retries apply)."""
+        self._note("warning", f"launch {group} of {name} not sent to {', '.join(nodes)}: {reason}")
+        if origin:  # a stand-in: the attempt it was to run failed on the node it replaced
+            self._record_failed_attempt(
+                name,
+                group,
+                attempt,
+                origin,
+                scheduled_ns,
+                f"run not started: {reason}",
+                now_ns,
+                for_node=for_node,
+            )
 
     def _send(
         self,
@@ -676,14 +741,16 @@ class LeaderCore:
         scheduled_ns: int | None,
         node: str,
         now_ns: int,
+        for_node: str = "",
     ) -> None:
         self._sent_to.setdefault(group, set()).add(node)
+        for_node = for_node if for_node != node else ""
         if node == self.node_name:
-            self._emit(StartLocal(job, group, attempt, scheduled_ns))
+            self._emit(StartLocal(job, group, attempt, scheduled_ns, for_node))
             return
         addr = self._addr(node)
         req = self._next()
-        request = _Request(job["name"], group, attempt, node, scheduled_ns, now_ns)
+        request = _Request(job["name"], group, attempt, node, scheduled_ns, now_ns, for_node)
         self._requests[req] = request
         if addr is None:
             self.run_failed(req, UNREACHABLE, "its address is not known", now_ns)
@@ -696,6 +763,8 @@ class LeaderCore:
             "report_to": self.report_to,
             "term": self.term,
         }
+        if for_node:
+            args["for_node"] = for_node
         self._emit(SendRun(req, node, addr, args))
 
     def run_answered(self, req: int, execution: dict, now_ns: int) -> None:
@@ -733,6 +802,7 @@ class LeaderCore:
                 request.scheduled_ns,
                 f"node {request.node} failed before confirming the run",
                 now_ns,
+                for_node=request.slot,
             )
             return
         ask = self._next()
@@ -752,6 +822,7 @@ class LeaderCore:
                 request.scheduled_ns,
                 f"node {request.node} restarted before confirming the run",
                 now_ns,
+                for_node=request.slot,
             )
             return
         self._not_delivered(request, "the node never got the request", now_ns)
@@ -781,7 +852,14 @@ class LeaderCore:
                 f"{standin['Name']} instead",
             )
             self._place(
-                job, request.group, request.attempt, request.scheduled_ns, [standin["Name"]], now_ns
+                job,
+                request.group,
+                request.attempt,
+                request.scheduled_ns,
+                [standin["Name"]],
+                now_ns,
+                for_node=request.slot or request.node,
+                origin=request.node,
             )
             return
         self._record_failed_attempt(
@@ -792,6 +870,7 @@ class LeaderCore:
             request.scheduled_ns,
             f"could not start the run on node {request.node}: {reason}",
             now_ns,
+            for_node=request.slot,
         )
 
     def _record_failed_attempt(
@@ -804,8 +883,10 @@ class LeaderCore:
         reason: str,
         now_ns: int,
         no_retry: bool = False,
+        for_node: str = "",
     ) -> None:
-        """Record the attempt as a failed execution on `node`; the job's retries apply."""
+        """Record the attempt as a failed execution on `node` (of `for_node`'s run when it
+        stood in for that node); the job's retries apply unless `no_retry`."""
         job = self.view.get_job(job_name)
         if job is None:
             return
@@ -819,6 +900,8 @@ class LeaderCore:
             reason,
             execution_id=f"{now_ns}-{node}-{group}-{attempt}-f",
         )
+        if for_node and for_node != node:
+            failed["for_node"] = for_node
         self._commit(
             "ended",
             [
@@ -874,22 +957,22 @@ class LeaderCore:
         heapq.heappush(self._timers, (due_ns, self._next(), kind, what))
 
     def _dispatch_retry(
-        self, job_name: str, group: int, attempt: int, node: str, now_ns: int
+        self, job_name: str, group: int, attempt: int, node: str, now_ns: int, slot: str = ""
     ) -> None:
-        """Retry on the node that failed if it is alive, else on a stand-in (never a node that
-        has this launch already), else the attempt fails there without a further retry.
+        """Retry `slot`'s run (the node's own, or the one a stand-in ran for it) on the node
+        that failed if it is alive, else on a stand-in (never a node that has this launch
+        already), else the attempt fails there without a further retry.
 
-        An attempt already sent or recorded is not sent again: a settlement and a retry timer
-        can both ask for it. For jobs that run on every selected node the check is per node.
+        An attempt already sent or recorded for that run is not sent again: a settlement and a
+        retry timer can both ask for it.
         """
         job = self.view.get_job(job_name)
         if job is None:
             return
-        _, cardinality = parse_job_tags(job.get("tags"))
-        key = (group, attempt, node)
+        slot = slot or node
+        key = (group, attempt, slot)
         recorded = any(
-            e.get("attempt", 1) >= attempt
-            and (cardinality is not None or e.get("node_name") == node)
+            e.get("attempt", 1) >= attempt and settlement.run_slot(e) == slot
             for e in self._group_executions(job_name, group)
         )
         if key in self._retries_sent or recorded:
@@ -897,18 +980,20 @@ class LeaderCore:
         self._retries_sent.add(key)
         intent = self.view.open_intent(group)
         if intent is None:
-            return  # the launch has ended meanwhile
+            self._note("info", f"retry of {job_name} not run: its launch {group} is closed")
+            return
         scheduled_ns = intent["scheduled_ns"] if intent["cause"] != "manual" else None
         alive = self._alive()
         if node in alive:
-            self._send(job, group, attempt, scheduled_ns, node, now_ns)
+            self._send(job, group, attempt, scheduled_ns, node, now_ns, slot)
             return
-        others = [m for m in alive.values()]
         standin = self.standin(
-            job, others, self._launch_nodes(job_name, group), self.region, self.rng
+            job, list(alive.values()), self._launch_nodes(job_name, group), self.region, self.rng
         )
         if standin is not None:
-            self._place(job, group, attempt, scheduled_ns, [standin["Name"]], now_ns)
+            self._place(
+                job, group, attempt, scheduled_ns, [standin["Name"]], now_ns, slot, origin=node
+            )
             return
         self._record_failed_attempt(
             job_name,
@@ -919,6 +1004,7 @@ class LeaderCore:
             f"retry not run: node {node} is not alive and no other node may run it",
             now_ns,
             no_retry=True,
+            for_node=slot,
         )
 
     # ----- manual and dependent runs --------------------------------------------------------
@@ -941,6 +1027,7 @@ class LeaderCore:
                 self._emit(Reply(reply, False, str(e), 404))
             return
         group = self._new_group(now_ns)
+        self._launched.add(group)  # a run-now before arming is not settled as well
         command = {
             "op": "launch",
             "name": name,

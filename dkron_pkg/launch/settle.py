@@ -36,6 +36,7 @@ class Action:
     attempt: int = 1
     node: str = ""
     reason: str = ""
+    slot: str = ""  # for a RETRY: whose run it retries (the node a stand-in ran it for)
     job: dict | None = field(default=None, compare=False, repr=False)
 
 
@@ -75,7 +76,7 @@ def settle(
         if any(e["finished_at"].startswith("0001") for e in executions):
             continue
         if executions:
-            actions.append(_after_executions(intent, job, executions))
+            actions.extend(_after_executions(intent, job, executions))
             continue
         lost = _lost_node(intent, nodes_up_since)
         if lost is not None:
@@ -127,20 +128,36 @@ def _lost_node(intent: dict, nodes_up_since: Mapping[str, int] | None) -> str | 
     return None
 
 
-def _after_executions(intent: dict, job: dict, executions: list[dict]) -> Action:
-    """Every recorded attempt has ended: retry the last one if it failed and attempts remain."""
-    last = max(executions, key=lambda e: e.get("attempt", 1))
-    attempt = last.get("attempt", 1)
-    if not last["success"] and attempt < job.get("retries", 0) + 1:
-        return Action(
+def _after_executions(intent: dict, job: dict, executions: list[dict]) -> list[Action]:
+    """Every recorded attempt has ended: retry each node's run whose latest attempt failed
+    while attempts remain (a run stopped by a user is not retried); else the launch ended."""
+    latest: dict[str, dict] = {}
+    for e in executions:
+        slot = run_slot(e)
+        if slot not in latest or e.get("attempt", 1) >= latest[slot].get("attempt", 1):
+            latest[slot] = e
+    retries = [
+        Action(
             RETRY,
             intent["group"],
             intent["job_name"],
-            attempt=last["attempt"] + 1,
-            node=last.get("node_name", ""),
+            attempt=e.get("attempt", 1) + 1,
+            node=e.get("node_name", ""),
+            slot=slot,
             job=job,
         )
-    return Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)
+        for slot, e in sorted(latest.items())
+        if not e["success"]
+        and not e.get("no_retry")
+        and e.get("attempt", 1) < job.get("retries", 0) + 1
+    ]
+    return retries or [Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)]
+
+
+def run_slot(execution: dict) -> str:
+    """Whose run of a launch this execution is: its node's, or, for a stand-in, the node it
+    stands in for (`for_node`). The store keeps the same rule."""
+    return execution.get("for_node") or execution.get("node_name", "")
 
 
 def failed_attempt(
