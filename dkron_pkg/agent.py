@@ -82,7 +82,11 @@ class Agent:
         self.remote = RemoteRuns(self.rpc_client)
         self._stopping = threading.Event()
         self.reporter = Reporter(
-            self.rpc_client, self._server_addrs, self.runner.output_state, self._stopping
+            self.rpc_client,
+            self._server_addrs,
+            self.runner.output_state,
+            self._stopping,
+            delivered=lambda execution: self.node_core.reported(int(execution["group"])),
         )
         self._stopped = threading.Event()
         # A run recorded on this node from before this instant died with the old process.
@@ -348,6 +352,8 @@ class Agent:
             success=execution["success"],
             duration=round(duration, 3),
         )
+        if execution.get("node_name") == self.node_name:  # this leader's own run: recorded
+            self.node_core.reported(int(execution["group"]))
         metrics.execution_finished(job["name"], execution["success"], duration)
         metrics.set_running_executions(self.runner.running_count())
         scheduled_ns, started_ns = (

@@ -106,9 +106,11 @@ class Reporter:
         leaders: Callable[[str], list[str]],
         output_of: Callable[[str], tuple[int, bytes] | None],
         stopping: threading.Event,
+        delivered: Callable[[dict], None] = lambda execution: None,
     ):
         self.rpc = rpc
         self.leaders = leaders
+        self.delivered = delivered  # told once a server acknowledged a run's end
         self.output_of = output_of
         self.stopping = stopping
         self._sent: dict[str, tuple[str, str, int]] = {}  # id -> (addr, job, bytes sent)
@@ -142,6 +144,7 @@ class Reporter:
                     self.rpc.call(addr, "leader.execution_done", args, timeout=10)
                     with self._lock:
                         self._undelivered.discard(execution["id"])
+                    self.delivered(execution)
                     return
                 except RpcError as e:
                     log.info("report of %s to %s failed: %s", execution["id"], addr, e)

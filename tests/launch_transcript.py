@@ -16,6 +16,8 @@ JOB GROUP +[NODES]` adds nodes to an open launch before they are sent it; `SendR
 GROUP attempt= at=SCHEDULED term=`, `StartLocal`, `AskLaunches`, `AskRunning`, `Reply`,
 `Recorded`, `Note LEVEL: text`) and, for `commit`, `store:` lines: a command the store refused
 and the follow-ups its results carry (retry, finished, run dependent, delete ephemeral).
+A stand-in's run shows the node it runs for as `for=NODE` (SendRun, StartLocal, and `node=X
+for=NODE` in the execution of a Commit or of `store`).
 
 Times are seconds after BASE (2026-01-01T00:00:00Z); `t=SECONDS` on any command first moves the
 clock there (it never goes back). Launch groups print as g1, g2, ... in order of appearance;
@@ -43,7 +45,8 @@ records are named f1, f2, ... Commands:
   run-now JOB [cause=manual] [reply=R]
   node-failed NODE
   pending                           the actions still waiting for an answer
-  store                             open intents and recorded executions
+  store                             open intents and recorded executions (`for=NODE`: a
+                                    stand-in's run for NODE; `no-retry`: stopped by a user)
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ class Cluster:
             ex = c["execution"]
             head = (
                 f"{ex['job_name']} {self.group(int(ex['group']))} node={ex['node_name']}"
-                f" attempt={ex.get('attempt', 1)}"
+                f"{_for(ex)} attempt={ex.get('attempt', 1)}"
             )
             if op == "execution_started":
                 return f"started {head} id={self.execution_id(ex['id'])}"
@@ -239,7 +242,7 @@ class Cluster:
                 flags = " no-retry" if nxt.get("no_retry") else ""
                 parts.append(
                     f"failed-attempt {ex['job_name']} {self.group(int(ex['group']))}"
-                    f" node={ex['node_name']} attempt={ex.get('attempt', 1)}"
+                    f" node={ex['node_name']}{_for(ex)} attempt={ex.get('attempt', 1)}"
                     f' id={self.execution_id(ex["id"])}{flags} "{self.text(ex["output"])}"'
                 )
                 i += 2
@@ -370,6 +373,11 @@ class Cluster:
 
 def _b(value: bool) -> str:
     return "true" if value else "false"
+
+
+def _for(execution: dict) -> str:
+    """` for=NODE` for a stand-in's execution (the node whose run it is), else nothing."""
+    return f" for={execution['for_node']}" if execution.get("for_node") else ""
 
 
 def _member(line: str) -> dict:
@@ -534,11 +542,12 @@ def run_directive(c: Cluster, d: Directive) -> list[str]:
                 state = (
                     "running" if ex["finished_at"] == ZERO_TIME else f"success={_b(ex['success'])}"
                 )
+                flags = " no-retry" if ex.get("no_retry") else ""
                 out.append(
                     f"execution {c.execution_id(ex['id'])} {ex['job_name']}"
-                    f" {c.group(int(ex['group']))} node={ex['node_name']}"
+                    f" {c.group(int(ex['group']))} node={ex['node_name']}{_for(ex)}"
                     f" attempt={ex.get('attempt', 1)}"
-                    f" {state}"
+                    f" {state}{flags}"
                 )
     else:
         raise TranscriptError(f"unknown command {cmd!r}")

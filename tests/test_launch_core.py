@@ -92,8 +92,8 @@ def test_a_group_ended_again_moves_to_the_newest_place() -> None:
     assert node.launches([])["groups"] == [2, 3, 1]
 
 
-def test_recent_groups_are_bounded_and_forget_the_oldest_first(monkeypatch) -> None:
-    monkeypatch.setattr(node_module, "RECENT_GROUPS", 3)
+def test_unreported_groups_are_bounded_and_forget_the_oldest_first(monkeypatch) -> None:
+    monkeypatch.setattr(node_module, "UNREPORTED_GROUPS", 3)
     node = NodeCore(up_since_ns=1)
     for group in range(1, 6):
         node.ended(group)
@@ -105,12 +105,37 @@ def test_recent_groups_are_bounded_and_forget_the_oldest_first(monkeypatch) -> N
 
 def test_the_default_bound_keeps_ten_thousand_groups() -> None:
     node = NodeCore(up_since_ns=1)
-    for group in range(node_module.RECENT_GROUPS + 5):
+    for group in range(node_module.UNREPORTED_GROUPS + 5):
         node.ended(group)
     groups = node.launches([])["groups"]
-    assert len(groups) == node_module.RECENT_GROUPS
+    assert len(groups) == node_module.UNREPORTED_GROUPS
     assert groups[0] == 5
-    assert groups[-1] == node_module.RECENT_GROUPS + 4
+    assert groups[-1] == node_module.UNREPORTED_GROUPS + 4
+
+
+def test_a_reported_end_is_left_to_the_store() -> None:
+    """Once a server acknowledged a run's end it is committed: a new leader must judge the
+    launch from the store (a pending retry, say), not leave it to this node."""
+    node = NodeCore(up_since_ns=1)
+    node.ended(7)
+    node.ended(8)
+    node.reported(7)
+    assert node.launches([9])["groups"] == [9, 8]
+    node.reported(8)
+    node.reported(8)  # a second acknowledgement of the same end changes nothing
+    assert node.launches([])["groups"] == []
+
+
+def test_two_runs_of_one_group_stay_known_until_both_are_reported() -> None:
+    """A retry on the same node ends a second run of the group before the first report is
+    acknowledged: the group stays known until both are."""
+    node = NodeCore(up_since_ns=1)
+    node.ended(5)
+    node.ended(5)
+    node.reported(5)
+    assert node.launches([])["groups"] == [5]
+    node.reported(5)
+    assert node.launches([])["groups"] == []
 
 
 def test_forget_clears_recent_groups_and_the_fence() -> None:

@@ -124,3 +124,41 @@ def decide_with_nodes(
     intents: list[dict], jobs: dict[str, dict], up_since: dict[str, int]
 ) -> list[Action]:
     return settle(intents, jobs.get, lambda _n, _g: [], set(), NOW, GRACE, up_since)
+
+
+def test_a_lost_node_of_a_launch_on_several_nodes_leaves_the_others_to_run_it() -> None:
+    """The leader died after recording the launch and before sending it: a node that restarted
+    since may have started it (a lost attempt there), the others never got it and still run it
+    (found by the chaos bench with jobs that run on every node)."""
+    every = {**intent(1), "nodes": ["a1", "a2", "a3"], "created_ns": NOW - SECOND}
+    up = {"a1": NOW - 10 * SECOND, "a2": NOW, "a3": NOW - 10 * SECOND}  # a2 restarted since
+    actions = settle([every], {"backup": {}}.get, lambda n, g: [], set(), NOW, GRACE, up)
+    assert [(a.kind, a.node, a.nodes) for a in actions] == [
+        (LOST, "a2", ()),
+        (REQUEUE, "", ("a1", "a3")),
+    ]
+
+
+def test_a_tagged_launch_runs_on_no_more_nodes_than_its_count() -> None:
+    """A `:2` launch names its stand-in too (a3 stood in for a2): a1 ran, a2 is lost, so no
+    node is left to run it; a node that ran is retried, never started again."""
+    pair = {**intent(1), "nodes": ["a1", "a2", "a3"], "created_ns": NOW - SECOND}
+    job = {"backup": {"tags": {"role": "agent:2"}, "retries": 1}}
+    ran = {**execution(1, 1, False), "node_name": "a1", "finished_at": "2024-01-01T00:00:00Z"}
+    up = {"a1": 0, "a3": 0}  # a2 is dead
+    actions = settle([pair], job.get, lambda n, g: [ran], set(), NOW, GRACE, up)
+    assert [(a.kind, a.node, a.attempt) for a in actions] == [(RETRY, "a1", 2), (LOST, "a2", 1)]
+
+
+def test_a_node_that_never_got_the_launch_still_runs_it_beside_a_retry() -> None:
+    """a1's run failed (retry due) while a2 never got the launch: both go on."""
+    every = {**intent(1), "nodes": ["a1", "a2"], "created_ns": NOW - SECOND}
+    failed = {**execution(1, 1, False), "node_name": "a1", "finished_at": "2024-01-01T00:00:00Z"}
+    up = {"a1": 0, "a2": 0}
+    actions = settle(
+        [every], {"backup": {"retries": 1}}.get, lambda n, g: [failed], set(), NOW, GRACE, up
+    )
+    assert [(a.kind, a.node, a.nodes) for a in actions] == [
+        (RETRY, "a1", ()),
+        (REQUEUE, "", ("a2",)),
+    ]

@@ -593,18 +593,16 @@ class LeaderCore:
                     action.scheduled_ns,
                     action.reason,
                     now_ns,
+                    for_node=action.slot,
                 )
             elif action.kind == settlement.REQUEUE:
-                intent = next(i for i in intents if i["group"] == action.group)
-                nodes = intent.get("nodes") or []
-                _, count = parse_job_tags(action.job.get("tags"))
-                # A stand-in added to the intent makes it name more nodes than the job runs on:
-                # none of them runs it (settled), so a fresh choice is made at dispatch.
-                if nodes and (count is None or len(nodes) <= count):
-                    self._chosen[action.group] = list(nodes)
+                if action.nodes:  # else none was chosen: a fresh choice at dispatch
+                    self._chosen[action.group] = list(action.nodes)
                 heapq.heappush(self._ready, (action.scheduled_ns, action.group, action.job_name))
             elif action.kind == settlement.DISPATCH_NOW:
                 self._note("info", f"launch of {action.job_name} interrupted: running it now")
+                if action.nodes:
+                    self._chosen[action.group] = list(action.nodes)
                 self._dispatch(
                     action.job_name, action.group, action.attempt, action.scheduled_ns, now_ns
                 )
@@ -624,17 +622,16 @@ class LeaderCore:
     def _dispatch(
         self, name: str, group: int, attempt: int, scheduled_ns: int | None, now_ns: int
     ) -> None:
-        """Send attempt `attempt` of a launch to the nodes its intent chose (all of them alive),
-        else to a fresh choice: nothing was sent for this launch yet, so none can run twice."""
+        """Send attempt `attempt` of a launch to the nodes chosen for it that are alive. A
+        chosen node that died since gets a stand-in if the job runs on `N` nodes (never a node
+        that has this launch); a job that runs on every node it selects runs on the live ones.
+        With no node chosen, the job's tags choose now."""
         job = self.view.get_job(name)
         chosen = self._chosen.pop(group, None)
         if job is None or (job.get("disabled") and scheduled_ns is not None):
             self._close(group)
             return
-        alive = self._alive()
-        if chosen and all(n in alive for n in chosen):
-            targets = [alive[n] for n in chosen]
-        else:
+        if not chosen:
             try:
                 targets = select_targets(
                     name, job.get("tags"), self._members, self.region, self.rng
@@ -643,7 +640,27 @@ class LeaderCore:
                 self._note("warning", str(e))
                 self._close(group)
                 return
-        self._place(job, group, attempt, scheduled_ns, [t["Name"] for t in targets], now_ns)
+            self._place(job, group, attempt, scheduled_ns, [t["Name"] for t in targets], now_ns)
+            return
+        alive = self._alive()
+        live = [n for n in chosen if n in alive]
+        if live:
+            self._place(job, group, attempt, scheduled_ns, live, now_ns)
+        placed = bool(live)
+        _, cardinality = parse_job_tags(job.get("tags"))
+        for dead in [n for n in chosen if n not in alive] if cardinality is not None else []:
+            others = [m for m in alive.values() if m["Name"] not in chosen]
+            standin = self.standin(
+                job, others, self._launch_nodes(name, group) | set(chosen), self.region, self.rng
+            )
+            if standin is None:
+                continue
+            self._note("info", f"node {dead} is not alive: running {name} on {standin['Name']}")
+            self._place(job, group, attempt, scheduled_ns, [standin["Name"]], now_ns, dead)
+            placed = True
+        if not placed:
+            self._note("warning", f"no target nodes alive to run job {name}")
+            self._close(group)
 
     def _place(
         self,
@@ -811,7 +828,13 @@ class LeaderCore:
 
     def _confirmed(self, request: _Request, groups: set[int], up_since: int, now_ns: int):
         if request.group in groups:
-            return  # it runs or ran: its node reports the end
+            return  # it runs, or its end is on its way: its node reports it
+        slot = request.slot or request.node
+        if any(
+            e.get("attempt", 1) == request.attempt and settlement.run_slot(e) == slot
+            for e in self._group_executions(request.job_name, request.group)
+        ):
+            return  # it ran, and its end (or start) is already recorded
         if up_since > request.sent_ns:
             # It restarted since we asked: the run may have started and died with it.
             self._record_failed_attempt(

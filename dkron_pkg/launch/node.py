@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 STALE_LEADER = "refused: a newer leader has taken over"
-RECENT_GROUPS = 10_000
+UNREPORTED_GROUPS = 10_000
 
 
 class NodeCore:
-    """Fencing term, recently ended launch groups and the process start of one node."""
+    """Fencing term, launch groups whose end is not yet recorded, and the process start of one
+    node."""
 
     def __init__(self, up_since_ns: int):
         self.up_since_ns = up_since_ns
         self.fence_term = 0
-        self._recent: dict[int, None] = {}  # insertion-ordered, bounded
+        self._unreported: dict[int, int] = {}  # group -> runs ended here, not yet recorded
 
     def admit(self, term: object) -> str | None:
         """None to accept a request of leader `term`, else why it is refused.
@@ -36,21 +37,28 @@ class NodeCore:
         return None
 
     def ended(self, group: int) -> None:
-        """A run of `group` ended here: remember it for the next leader's question."""
-        self._recent.pop(group, None)
-        self._recent[group] = None
-        while len(self._recent) > RECENT_GROUPS:
-            self._recent.pop(next(iter(self._recent)))
+        """A run of `group` ended here; until a server acknowledges its end (`reported`), a new
+        leader must leave that launch to this node's report."""
+        self._unreported[group] = self._unreported.pop(group, 0) + 1
+        while len(self._unreported) > UNREPORTED_GROUPS:
+            self._unreported.pop(next(iter(self._unreported)))
+
+    def reported(self, group: int) -> None:
+        """A server acknowledged the end of a run of `group` (it is committed): a new leader
+        finds it in the store and decides from there (a retry, say)."""
+        left = self._unreported.pop(group, 0) - 1
+        if left > 0:
+            self._unreported[group] = left
 
     def forget(self) -> None:
         """The process restarted: nothing of the old one is remembered."""
-        self._recent.clear()
+        self._unreported.clear()
         self.fence_term = 0
 
     def launches(self, running_groups: Iterable[int]) -> dict:
-        """The answer to `agent.launches`: groups running or ended lately, and since when this
-        process runs."""
-        groups = list(dict.fromkeys([*running_groups, *self._recent]))
+        """The answer to `agent.launches`: groups running here or whose end is not yet
+        recorded, and since when this process runs."""
+        groups = list(dict.fromkeys([*running_groups, *self._unreported]))
         return {"groups": groups, "up_since_ns": self.up_since_ns}
 
 

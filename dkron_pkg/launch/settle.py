@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
+from dkron_pkg.dispatch import parse_job_tags
+from dkron_pkg.timefmt import datetime_to_ns, format_rfc3339, ns_to_datetime, parse_rfc3339
 
 CLOSE = "close"  # nothing left to do: record the intent as settled
 REQUEUE = "requeue"  # its scheduled time is recent: dispatch it at that time as usual
@@ -37,6 +38,7 @@ class Action:
     node: str = ""
     reason: str = ""
     slot: str = ""  # for a RETRY: whose run it retries (the node a stand-in ran it for)
+    nodes: tuple[str, ...] = ()  # for REQUEUE / DISPATCH_NOW: the nodes still to run it
     job: dict | None = field(default=None, compare=False, repr=False)
 
 
@@ -75,30 +77,66 @@ def settle(
         executions = executions_of(name, group)
         if any(e["finished_at"].startswith("0001") for e in executions):
             continue
-        if executions:
-            actions.extend(_after_executions(intent, job, executions))
-            continue
-        lost = _lost_node(intent, nodes_up_since)
-        if lost is not None:
+        actions.extend(
+            _settle_intent(intent, job, executions, now_ns, late_grace_ns, nodes_up_since)
+        )
+    return actions
+
+
+def _settle_intent(
+    intent: dict,
+    job: dict,
+    executions: list[dict],
+    now_ns: int,
+    late_grace_ns: int,
+    nodes_up_since: Mapping[str, int] | None,
+) -> list[Action]:
+    """One launch, judged node by node: each node's recorded run is retried or done; a node
+    that may have run it and died is a lost attempt; the others still run it (or, missed,
+    by the job's policy)."""
+    group, name = intent["group"], intent["job_name"]
+    actions = (
+        [a for a in _after_executions(intent, job, executions, nodes_up_since) if a.kind != CLOSE]
+        if executions
+        else []
+    )
+    ran = {run_slot(e) for e in executions}
+    unrun = [n for n in intent.get("nodes") or [] if n not in ran]
+    lost = [n for n in unrun if _lost(n, intent, nodes_up_since)]
+    for node in lost:
+        actions.append(
+            Action(
+                LOST,
+                group,
+                name,
+                scheduled_ns=intent["scheduled_ns"],
+                attempt=intent.get("attempt", 1),
+                node=node,
+                reason=f"node {node} failed or restarted before reporting this run",
+                job=job,
+            )
+        )
+    pending = tuple(n for n in unrun if n not in lost)
+    _, count = parse_job_tags(job.get("tags"))
+    if count is not None:
+        # A `:N` launch also names the stand-ins it was given: N runs in all, no more.
+        pending = pending[: max(0, count - len(ran) - len(lost))]
+    if pending or not (executions or intent.get("nodes")):
+        timed = intent["cause"] in TIMED_CAUSES
+        if timed and intent["scheduled_ns"] >= now_ns - late_grace_ns:
             actions.append(
                 Action(
-                    LOST,
+                    REQUEUE,
                     group,
                     name,
                     scheduled_ns=intent["scheduled_ns"],
-                    attempt=intent.get("attempt", 1),
-                    node=lost,
-                    reason=f"node {lost} failed or restarted before reporting this run",
+                    nodes=pending,
                     job=job,
                 )
             )
-            continue
-        if intent["cause"] in TIMED_CAUSES and intent["scheduled_ns"] >= now_ns - late_grace_ns:
-            actions.append(
-                Action(REQUEUE, group, name, scheduled_ns=intent["scheduled_ns"], job=job)
-            )
-        elif job.get("missed_runs", "skip") == "skip" and intent["cause"] in TIMED_CAUSES:
-            actions.append(Action(CLOSE, group, name, reason=SKIPPED, job=job))
+        elif job.get("missed_runs", "skip") == "skip" and timed:
+            if not actions:
+                actions.append(Action(CLOSE, group, name, reason=SKIPPED, job=job))
         else:
             actions.append(
                 Action(
@@ -106,31 +144,37 @@ def settle(
                     group,
                     name,
                     # a scheduled launch runs late but still as the run of its time
-                    scheduled_ns=intent["scheduled_ns"]
-                    if intent["cause"] in TIMED_CAUSES
-                    else None,
+                    scheduled_ns=intent["scheduled_ns"] if timed else None,
                     attempt=intent.get("attempt", 1),
                     reason="launch interrupted by a restart",
+                    nodes=pending,
                     job=job,
                 )
             )
-    return actions
+    return actions or [Action(CLOSE, group, name, reason="ended", job=job)]
 
 
-def _lost_node(intent: dict, nodes_up_since: Mapping[str, int] | None) -> str | None:
-    """The first node chosen for the intent that cannot vouch it never started the run."""
+def _lost(node: str, intent: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
+    """Whether a node chosen for the intent cannot vouch it never started the run (it is dead,
+    or restarted since the intent was recorded). Without the map (one server) never."""
     if nodes_up_since is None:
-        return None
-    for node in intent.get("nodes") or []:
-        since = nodes_up_since.get(node)
-        if since is None or since > intent["created_ns"]:
-            return node
-    return None
+        return False
+    since = nodes_up_since.get(node)
+    return since is None or since > intent["created_ns"]
 
 
-def _after_executions(intent: dict, job: dict, executions: list[dict]) -> list[Action]:
+def _after_executions(
+    intent: dict,
+    job: dict,
+    executions: list[dict],
+    nodes_up_since: Mapping[str, int] | None = None,
+) -> list[Action]:
     """Every recorded attempt has ended: retry each node's run whose latest attempt failed
-    while attempts remain (a run stopped by a user is not retried); else the launch ended."""
+    while attempts remain (a run stopped by a user is not retried); else the launch ended.
+
+    If the node of that failed attempt is dead or restarted after it ended (`nodes_up_since`,
+    as in `settle`), the retry may have run there and died with it: it is recorded as lost
+    (the next attempt failed) instead of being run a second time."""
     latest: dict[str, dict] = {}
     for e in executions:
         slot = run_slot(e)
@@ -138,11 +182,13 @@ def _after_executions(intent: dict, job: dict, executions: list[dict]) -> list[A
             latest[slot] = e
     retries = [
         Action(
-            RETRY,
+            LOST if _restarted_after(e, nodes_up_since) else RETRY,
             intent["group"],
             intent["job_name"],
+            scheduled_ns=intent["scheduled_ns"],
             attempt=e.get("attempt", 1) + 1,
             node=e.get("node_name", ""),
+            reason=f"node {e.get('node_name', '')} failed or restarted before reporting this retry",
             slot=slot,
             job=job,
         )
@@ -152,6 +198,14 @@ def _after_executions(intent: dict, job: dict, executions: list[dict]) -> list[A
         and e.get("attempt", 1) < job.get("retries", 0) + 1
     ]
     return retries or [Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)]
+
+
+def _restarted_after(execution: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
+    """Whether the execution's node is dead or restarted since the execution ended."""
+    if nodes_up_since is None:
+        return False
+    since = nodes_up_since.get(execution.get("node_name", ""))
+    return since is None or since > datetime_to_ns(parse_rfc3339(execution["finished_at"]))
 
 
 def run_slot(execution: dict) -> str:
