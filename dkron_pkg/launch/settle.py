@@ -102,6 +102,11 @@ def _settle_intent(
     )
     ran = {run_slot(e) for e in executions}
     unrun = [n for n in intent.get("nodes") or [] if n not in ran]
+    _, count = parse_job_tags(job.get("tags"))
+    if count is not None:
+        # A `:N` launch also names the stand-ins it was given, after the nodes chosen for it
+        # (a stand-in runs a named node's run): N runs in all, lost or still to run, no more.
+        unrun = unrun[: max(0, count - len(ran))]
     lost = [n for n in unrun if _lost(n, intent, nodes_up_since)]
     for node in lost:
         actions.append(
@@ -117,10 +122,6 @@ def _settle_intent(
             )
         )
     pending = tuple(n for n in unrun if n not in lost)
-    _, count = parse_job_tags(job.get("tags"))
-    if count is not None:
-        # A `:N` launch also names the stand-ins it was given: N runs in all, no more.
-        pending = pending[: max(0, count - len(ran) - len(lost))]
     if pending or not (executions or intent.get("nodes")):
         timed = intent["cause"] in TIMED_CAUSES
         if timed and intent["scheduled_ns"] >= now_ns - late_grace_ns:
@@ -172,9 +173,9 @@ def _after_executions(
     """Every recorded attempt has ended: retry each node's run whose latest attempt failed
     while attempts remain (a run stopped by a user is not retried); else the launch ended.
 
-    If the node of that failed attempt is dead or restarted after it ended (`nodes_up_since`,
-    as in `settle`), the retry may have run there and died with it: it is recorded as lost
-    (the next attempt failed) instead of being run a second time."""
+    If the node of that failed attempt restarted after it ended (`nodes_up_since`, as in
+    `settle`), the retry may have run there and died with it: it is recorded as lost (the next
+    attempt failed) instead of being run a second time."""
     latest: dict[str, dict] = {}
     for e in executions:
         slot = run_slot(e)
@@ -201,11 +202,13 @@ def _after_executions(
 
 
 def _restarted_after(execution: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
-    """Whether the execution's node is dead or restarted since the execution ended."""
+    """Whether the execution's node restarted since the execution ended. A dead node is not
+    taken for one: it most often died running that attempt (its failure was recorded because
+    it died), so no retry can have reached it, and the retry goes to a stand-in."""
     if nodes_up_since is None:
         return False
     since = nodes_up_since.get(execution.get("node_name", ""))
-    return since is None or since > datetime_to_ns(parse_rfc3339(execution["finished_at"]))
+    return since is not None and since > datetime_to_ns(parse_rfc3339(execution["finished_at"]))
 
 
 def run_slot(execution: dict) -> str:
