@@ -42,6 +42,7 @@ from dkron_pkg.timefmt import format_rfc3339
 log = logging.getLogger("dkron.agent")
 
 BARRIER_RETRY_SECONDS = 1.0  # a new leader retries its barrier this often
+FENCE_KEEP_SECONDS = 120.0  # a restarted node keeps refusing deposed leaders this long
 
 
 def _split_host_port(addr: str, default_port: int) -> tuple[str, int]:
@@ -90,7 +91,8 @@ class Agent:
         )
         self._stopped = threading.Event()
         # A run recorded on this node from before this instant died with the old process.
-        self.node_core = NodeCore(time.time_ns())
+        self._fence_path = os.path.join(self.data_dir, "fence_term")
+        self.node_core = NodeCore(time.time_ns(), _read_fence(self._fence_path))
         self.launch: LaunchDriver | None = None  # the leader's launch loop (servers only)
         self._follow_pool = ThreadPoolExecutor(4, thread_name_prefix="follow-up")
         self._http = None
@@ -293,6 +295,15 @@ class Agent:
         self.runner.start(
             job, group, attempt, scheduled_ns, not_before_ns=scheduled_ns, for_node=for_node
         )
+
+    def keep_fence(self, term: int) -> None:
+        """Write the newest leader term that asked this node (fsynced before it answers)."""
+        tmp = self._fence_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{term} {time.time_ns()}")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._fence_path)
 
     def running_ids(self) -> list[str]:
         """Executions this node runs, or ran and has not yet reported."""
@@ -652,6 +663,20 @@ def _advertise_host(host: str) -> str:
         return socket.gethostbyname(socket.gethostname())
     except OSError:
         return "127.0.0.1"
+
+
+def _read_fence(path: str) -> int:
+    """The fence term a previous process of this node kept, if it was written in the last
+    FENCE_KEEP_SECONDS (0 otherwise): it guards the restart against a deposed leader that was
+    paused meanwhile, and must not refuse a cluster rebuilt from scratch (terms from 1) later."""
+    try:
+        with open(path) as f:
+            term, written_ns = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return 0
+    if time.time_ns() - written_ns > FENCE_KEEP_SECONDS * 1e9:
+        return 0
+    return max(0, term)
 
 
 def _lock_data_dir(path: str) -> Any:

@@ -7,6 +7,7 @@ end). Raft's own messages (`raft.*`) go to the cluster. Unknown methods are refu
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -33,6 +34,7 @@ class RpcHost(Protocol):
 
     @property
     def rpc_addr(self) -> str: ...
+    def keep_fence(self, term: int) -> None: ...
     def is_leader(self) -> bool: ...
     def running_ids(self) -> list[str]: ...
     def process(self, job: dict, execution: dict) -> dict: ...
@@ -43,6 +45,7 @@ class NodeRpc:
 
     def __init__(self, host: RpcHost):
         self.host = host
+        self._fence_lock = threading.Lock()
         self.methods: dict[str, Handler] = {
             "node.ping": self.ping,
             "agent.run": self.run,
@@ -67,9 +70,16 @@ class NodeRpc:
         return {"name": self.host.node_name}
 
     def _admit(self, args: Any) -> None:
-        refused = self.host.node_core.admit(args.get("term") if isinstance(args, dict) else None)
-        if refused:
-            raise RpcError(refused)
+        """Fence: refuse a leader older than one that asked already; a newer term is kept on
+        disk before the request is answered."""
+        node = self.host.node_core
+        with self._fence_lock:
+            before = node.fence_term
+            refused = node.admit(args.get("term") if isinstance(args, dict) else None)
+            if refused:
+                raise RpcError(refused)
+            if node.fence_term != before:
+                self.host.keep_fence(node.fence_term)
 
     def run(self, args: Any, peer: str) -> dict:
         """A leader asks this node to run a launch (fenced by the leader's term)."""

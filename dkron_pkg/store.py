@@ -460,13 +460,17 @@ class Store:
 
     def _op_intent_nodes(self, c: dict) -> Result:
         """Add nodes to an open launch before it is sent to them (a stand-in, a fresh choice),
-        so that a leader settling it later knows every node that may run it."""
+        and note a retry before it is sent, so that a leader settling the launch later knows
+        every node that may run it and whether a retry may have run."""
         group = int(c["group"])
         intent = self._intents.get(group)
         if intent is None:
             return Result(False, f"launch {group} is closed", 409)
         intent = dict(intent)
         intent["nodes"] = list(dict.fromkeys([*(intent.get("nodes") or []), *c["nodes"]]))
+        if c.get("retry"):  # {"slot", "attempt", "node", "at"}: a retry about to be sent
+            retry = c["retry"]
+            intent["retries"] = {**(intent.get("retries") or {}), str(retry["slot"]): retry}
         self._intents[group] = intent
         self._db.execute(
             "INSERT OR REPLACE INTO intents(grp, job_name, body) VALUES(?, ?, ?)",

@@ -12,10 +12,12 @@ leaves it alone and its test fails until the code is fixed (then drop the marker
 The core is `LeaderCore("s1", store, random.Random(0))` with the default timing (lookahead
 1 s, dispatch lead 0.25 s, late grace 5 s, reconcile every 5 s). Output lines are the core's
 actions (`Commit ...` with one `+` line per further command of the batch; `Commit intent-nodes
-JOB GROUP +[NODES]` adds nodes to an open launch before they are sent it; `SendRun NODE JOB
-GROUP attempt= at=SCHEDULED term=`, `StartLocal`, `AskLaunches`, `AskRunning`, `Reply`,
-`Recorded`, `Note LEVEL: text`) and, for `commit`, `store:` lines: a command the store refused
-and the follow-ups its results carry (retry, finished, run dependent, delete ephemeral).
+JOB GROUP +[NODES]` adds nodes to an open launch before they are sent it, and with `retry
+node=N [for=SLOT] attempt=K` notes a retry before it is sent (`for=SLOT`: a stand-in's, for
+SLOT's run); `SendRun NODE JOB GROUP attempt= at=SCHEDULED term=`, `StartLocal`, `AskLaunches`,
+`AskRunning`, `Reply`, `Recorded`, `Note LEVEL: text`) and, for `commit`, `store:` lines: a
+command the store refused and the follow-ups its results carry (retry, finished, run
+dependent, delete ephemeral).
 A stand-in's run shows the node it runs for as `for=NODE` (SendRun, StartLocal, and `node=X
 for=NODE` in the execution of a Commit or of `store`).
 
@@ -45,8 +47,9 @@ records are named f1, f2, ... Commands:
   run-now JOB [cause=manual] [reply=R]
   node-failed NODE
   pending                           the actions still waiting for an answer
-  store                             open intents and recorded executions (`for=NODE`: a
-                                    stand-in's run for NODE; `no-retry`: stopped by a user)
+  store                             open intents (each with the retries noted in it, `noted=`
+                                    the time of the note) and recorded executions (`for=NODE`:
+                                    a stand-in's run for NODE; `no-retry`: stopped by a user)
 """
 
 from __future__ import annotations
@@ -205,7 +208,8 @@ class Cluster:
             group = int(c["group"])
             intent = self.store.open_intent(group)  # when rendered, the intent is still open
             job = intent["job_name"] if intent is not None else self.group_jobs.get(group, "?")
-            return f"intent-nodes {job} {self.group(group)} +[{','.join(c['nodes'])}]"
+            line = f"intent-nodes {job} {self.group(group)} +[{','.join(c['nodes'])}]"
+            return line + (f" {_retry_note(c['retry'])}" if c.get("retry") else "")
         if op in ("execution_started", "execution_done"):
             ex = c["execution"]
             head = (
@@ -375,6 +379,13 @@ def _b(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _retry_note(retry: dict) -> str:
+    """A retry noted in an intent: `retry node=N [for=SLOT] attempt=K` (the slot is the node
+    whose run it retries, shown only when a stand-in runs it)."""
+    slot = "" if retry["slot"] == retry["node"] else f" for={retry['slot']}"
+    return f"retry node={retry['node']}{slot} attempt={retry['attempt']}"
+
+
 def _for(execution: dict) -> str:
     """` for=NODE` for a stand-in's execution (the node whose run it is), else nothing."""
     return f" for={execution['for_node']}" if execution.get("for_node") else ""
@@ -537,6 +548,8 @@ def run_directive(c: Cluster, d: Directive) -> list[str]:
                 f"intent {intent['job_name']} {c.group(intent['group'])} cause={intent['cause']}"
                 f" at={seconds(intent['scheduled_ns'])} nodes=[{','.join(intent['nodes'])}]"
             )
+            for _, retry in sorted((intent.get("retries") or {}).items()):
+                out.append(f"  {_retry_note(retry)} noted={seconds(retry['at'])}")
         for job in sorted(c.store.list_jobs(), key=lambda j: j["name"]):
             for ex in c.store.executions(job["name"]):
                 state = (

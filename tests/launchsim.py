@@ -59,8 +59,8 @@ time) for timed launches and a (job, launch group) for manual and dependent ones
     started on a node before that node was declared dead is still "running", and none is
     running at all once every node is idle with nothing left to report; two launches of a
     `forbid` job never have processes alive at the same moment.
-The same seed gives the same trace digest. Two switches turn on scenarios the protocol does not
-handle yet (`paused_timers_first`, `forbid_multi_node`: see `LaunchSimConfig`). `broken`
+The same seed gives the same trace digest. A switch turns on a scenario the protocol does not
+handle yet (`forbid_multi_node`: see `LaunchSimConfig`). `broken`
 switches on a deliberately wrong driver so tests can show that each check can fail:
 "dispatch_before_commit" (launch commits are taken as done at once, then proposed), "no_settle" (every fenced `agent.launches` is answered with
 every open launch group, so a new leader settles nothing), "no_abandon" (neither the failure
@@ -172,9 +172,8 @@ class LaunchSimConfig:
     unknown_node_wait_ms: int = 3000
     snapshot_every: int = 60
     # A paused leader that, on resuming, acts on its timers before it reads what queued for it
-    # sends runs with its old term; a node that restarted during the pause has forgotten the
-    # newer term it saw (NodeCore.forget), so fencing does not refuse them and a launch can run
-    # twice on that node. Known gap (test_launch_sim: test_a_paused_leader_...): off by default.
+    # sends runs with its old term; nodes refuse them by the newer term they saw, kept across
+    # a restart (the agent writes it to disk). Half the seeds play it.
     paused_timers_first: bool = False
     # A `forbid` launch on two nodes is closed by the store once the ends it has recorded
     # leave nothing of it running, although a node it names still runs it (that node's start
@@ -197,6 +196,7 @@ class LaunchSimConfig:
             job_servers=rng.choice((1, 2)),
             drop=rng.choice((0.01, 0.03, 0.1)),
             delay_max_ms=rng.choice((4, 10, 25)),
+            paused_timers_first=rng.random() < 0.5,
         )
 
     def timing(self) -> LaunchTiming:
@@ -364,7 +364,7 @@ class LaunchSim:
         self.recorded: dict[tuple[str, int, str, int], list[bool]] = defaultdict(list)
         self.recorded_ids: set[str] = set()
         self.intents: dict[int, dict] = {}  # every launch intent some server applied
-        self.group_time: dict[int, int] = {}  # launch group -> scheduled time (timed launches)
+        self.group_time: dict[tuple[str, int], int] = {}  # (job, group) -> its scheduled time
         self.slot_nodes: dict[tuple[int, str], set[str]] = defaultdict(set)
         self.health: list[tuple[int, bool]] = [(0, False)]
         self.stats: Counter[str] = Counter()
@@ -821,7 +821,7 @@ class LaunchSim:
             elif op == "launch" and cmd["group"] not in self.intents:
                 self.intents[cmd["group"]] = result.value
                 if cmd.get("cause", "schedule") in TIMED_CAUSES:
-                    self.group_time[cmd["group"]] = int(cmd["scheduled_ns"])
+                    self.group_time[(cmd["name"], cmd["group"])] = int(cmd["scheduled_ns"])
             elif op == "execution_done" and result.value is not None:
                 self._recorded(result.value)
         if running_before:
@@ -1168,7 +1168,7 @@ class LaunchSim:
         start_ms = self.now
         if scheduled_ns is not None:
             start_ms = max(self.now, (scheduled_ns - BASE_NS) // MS)
-            self.group_time.setdefault(group, scheduled_ns)
+            self.group_time.setdefault((job["name"], group), scheduled_ns)
         started_ns = BASE_NS + start_ms * MS
         execution = {
             "id": f"{started_ns}-{node.name}-{group}-{attempt}",
@@ -1504,11 +1504,11 @@ class LaunchSim:
 
     # ----- checks ---------------------------------------------------------------------------
 
-    def launch_of(self, group: int, scheduled_ns: int | None = None) -> tuple[str, int]:
+    def launch_of(self, job: str, group: int, scheduled_ns: int | None = None) -> tuple[str, int]:
         """A timed launch is its scheduled time (two launch groups of one time are one launch
         run twice); a manual or dependent one is its launch group."""
         if scheduled_ns is None:
-            scheduled_ns = self.group_time.get(group)
+            scheduled_ns = self.group_time.get((job, group))
         return ("t", scheduled_ns) if scheduled_ns is not None else ("g", group)
 
     def outcome(self) -> Outcome:
@@ -1525,7 +1525,10 @@ class LaunchSim:
             if intent is not None and intent["cause"] == "manual":
                 self.stats["runs_manual"] += 1
         launches = {
-            (p.job["name"], self.launch_of(p.execution["group"], p.execution["scheduled_ns"]))
+            (
+                p.job["name"],
+                self.launch_of(p.job["name"], p.execution["group"], p.execution["scheduled_ns"]),
+            )
             for p in self.processes
         }
         return Outcome(
@@ -1555,7 +1558,7 @@ class LaunchSim:
         nodes: dict[tuple, set[str]] = defaultdict(set)
         for proc in self.processes:
             ex = proc.execution
-            launch = self.launch_of(ex["group"], ex["scheduled_ns"])
+            launch = self.launch_of(ex["job_name"], ex["group"], ex["scheduled_ns"])
             name, node, attempt = ex["job_name"], ex["node_name"], ex["attempt"]
             per_node[(name, launch, node, attempt)] += 1
             nodes[(name, launch, attempt)].add(node)
@@ -1581,11 +1584,11 @@ class LaunchSim:
         out = []
         accepted: dict[tuple, list[tuple[str, int, int]]] = defaultdict(list)
         for (name, group), runs in self.accepted.items():
-            accepted[(name, self.launch_of(group))].extend(runs)
+            accepted[(name, self.launch_of(name, group))].extend(runs)
         for name, group, attempt, node, order, standin in self.sends:
             if not standin:
                 continue
-            launch = self.launch_of(group)
+            launch = self.launch_of(name, group)
             had = [a for n, a, o in accepted[(name, launch)] if n == node and o < order]
             if had:
                 out.append(
@@ -1607,23 +1610,28 @@ class LaunchSim:
         dispatched: set[tuple] = set()
         for name, group, attempt, node, _when, standin in self.sends:
             if attempt == 1 and not standin:
-                dispatched.add((name, self.launch_of(group), node))
+                dispatched.add((name, self.launch_of(name, group), node))
         outcomes: dict[tuple, list[bool | None]] = defaultdict(list)
         for proc in self.processes:
             ex = proc.execution
-            key = (ex["job_name"], self.launch_of(ex["group"]), ex["node_name"], ex["attempt"])
+            key = (
+                ex["job_name"],
+                self.launch_of(ex["job_name"], ex["group"]),
+                ex["node_name"],
+                ex["attempt"],
+            )
             outcomes[key].append(proc.success)
         for (name, group), runs in self.accepted.items():
             for node, attempt, _t in runs:
-                outcomes.setdefault((name, self.launch_of(group), node, attempt), [])
+                outcomes.setdefault((name, self.launch_of(name, group), node, attempt), [])
         for (name, group, node, attempt), results in self.recorded.items():
-            outcomes[(name, self.launch_of(group), node, attempt)].extend(results)
+            outcomes[(name, self.launch_of(name, group), node, attempt)].extend(results)
         for proc in self.processes:
             ex = proc.execution
             name, node, attempt = ex["job_name"], ex["node_name"], ex["attempt"]
             if parse_job_tags(self.job(name).get("tags"))[1] is not None:
                 continue
-            launch = self.launch_of(ex["group"])
+            launch = self.launch_of(ex["job_name"], ex["group"])
             if attempt == 1:
                 if (name, launch, node) not in dispatched:
                     out.append(
@@ -1649,7 +1657,7 @@ class LaunchSim:
         retried: set[tuple[str, int]] = set()
         for proc in self.processes:
             ex = proc.execution
-            launch = self.launch_of(ex["group"], ex["scheduled_ns"])
+            launch = self.launch_of(ex["job_name"], ex["group"], ex["scheduled_ns"])
             if launch[0] != "t":
                 continue
             if ex["attempt"] == 1:
@@ -1723,9 +1731,13 @@ class LaunchSim:
             alive: list[Process] = []
             for b in procs:
                 alive = [p for p in alive if _end(p, self.end_ms) > b.start_ms]
-                b_launch = self.launch_of(b.execution["group"], b.execution["scheduled_ns"])
+                b_launch = self.launch_of(
+                    b.job["name"], b.execution["group"], b.execution["scheduled_ns"]
+                )
                 for a in alive:
-                    a_launch = self.launch_of(a.execution["group"], a.execution["scheduled_ns"])
+                    a_launch = self.launch_of(
+                        a.job["name"], a.execution["group"], a.execution["scheduled_ns"]
+                    )
                     if a_launch != b_launch:
                         out.append(
                             f"(c) forbid job {name}: run {b.execution['id']} started at "

@@ -183,3 +183,27 @@ def test_a_node_refuses_runs_from_a_leader_older_than_one_that_asked_it(tmp_path
     finally:
         client.close()
         worker.stop()
+
+
+def test_a_restarted_node_still_refuses_the_deposed_leader(tmp_path):
+    """A node killed and restarted while a deposed leader was paused keeps the newest term it
+    saw (on disk), so that leader cannot start a launch there that the new leader settles."""
+    worker = AgentProcess(tmp_path / "wrk", node="wrk", server=False).start()
+    client = RpcClient(None)
+    job = shell_job("fenced", "echo ran")
+    request = {"job": job, "attempt": 1, "scheduled_ns": None, "report_to": "127.0.0.1:9"}
+    try:
+        addr = f"127.0.0.1:{worker.rpc_port}"
+        client.call(addr, "agent.launches", {"term": 7}, timeout=10)
+        worker.kill9()
+        worker.start()
+        client.close()
+        client = RpcClient(None)
+        addr = f"127.0.0.1:{worker.rpc_port}"
+        with pytest.raises(RpcError, match="newer leader"):
+            client.call(addr, "agent.run", {**request, "group": 1, "term": 6}, timeout=10)
+        execution = client.call(addr, "agent.run", {**request, "group": 2, "term": 8}, timeout=10)
+        assert execution["group"] == 2
+    finally:
+        client.close()
+        worker.stop()

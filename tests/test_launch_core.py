@@ -138,14 +138,16 @@ def test_two_runs_of_one_group_stay_known_until_both_are_reported() -> None:
     assert node.launches([])["groups"] == []
 
 
-def test_forget_clears_recent_groups_and_the_fence() -> None:
+def test_a_restart_forgets_the_runs_but_keeps_the_fence() -> None:
+    """A deposed leader paused across the node's restart must still be refused."""
     node = NodeCore(up_since_ns=1)
     node.admit(8)
     node.ended(42)
     node.forget()
     assert node.launches([]) == {"groups": [], "up_since_ns": 1}
-    assert node.fence_term == 0
-    assert node.admit(2) is None
+    assert node.fence_term == 8
+    assert node.admit(2) is not None
+    assert NodeCore(up_since_ns=2, fence_term=8).admit(7) is not None  # read back from disk
 
 
 def test_a_new_process_reports_its_own_start() -> None:

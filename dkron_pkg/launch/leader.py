@@ -672,10 +672,13 @@ class LeaderCore:
         now_ns: int,
         for_node: str = "",
         origin: str = "",
+        retry: bool = False,
     ) -> None:
         """Send the attempt to `nodes`; nodes the intent does not name yet are first added to
         it (committed), so that a later leader settling the launch asks them too. `origin` is
-        the node a stand-in replaces (its attempt fails if the stand-in cannot be placed)."""
+        the node a stand-in replaces (its attempt fails if the stand-in cannot be placed). A
+        `retry` is noted in the intent before it is sent: a later leader then knows whether
+        that attempt may have run (and been lost with its node) or was never sent."""
         intent = self.view.open_intent(group)
         if intent is None:
             self._not_placed(
@@ -692,13 +695,17 @@ class LeaderCore:
             return
         self._sent_to.setdefault(group, set()).update(nodes)
         new = [n for n in nodes if n not in (intent.get("nodes") or [])]
-        if not new:
+        if not new and not retry:
             for node in nodes:
                 self._send(job, group, attempt, scheduled_ns, node, now_ns, for_node)
             return
+        command: dict = {"op": "intent_nodes", "group": group, "nodes": new}
+        if retry:
+            slot = for_node or nodes[0]
+            command["retry"] = {"slot": slot, "attempt": attempt, "node": nodes[0], "at": now_ns}
         self._commit(
             "place",
-            [{"op": "intent_nodes", "group": group, "nodes": new}],
+            [command],
             (job["name"], group, attempt, scheduled_ns, nodes, for_node, origin),
         )
 
@@ -717,7 +724,7 @@ class LeaderCore:
                 nodes,
                 for_node,
                 origin,
-                f"its nodes could not be recorded: {error}",
+                f"the launch could not note where it goes: {error}",
                 now_ns,
             )
             return
@@ -1005,17 +1012,28 @@ class LeaderCore:
         if intent is None:
             self._note("info", f"retry of {job_name} not run: its launch {group} is closed")
             return
-        scheduled_ns = intent["scheduled_ns"] if intent["cause"] != "manual" else None
+        timed = intent["cause"] in settlement.TIMED_CAUSES  # manual and dependent runs: none
+        scheduled_ns = intent["scheduled_ns"] if timed else None
         alive = self._alive()
         if node in alive:
-            self._send(job, group, attempt, scheduled_ns, node, now_ns, slot)
+            self._place(
+                job, group, attempt, scheduled_ns, [node], now_ns, slot, origin=node, retry=True
+            )
             return
         standin = self.standin(
             job, list(alive.values()), self._launch_nodes(job_name, group), self.region, self.rng
         )
         if standin is not None:
             self._place(
-                job, group, attempt, scheduled_ns, [standin["Name"]], now_ns, slot, origin=node
+                job,
+                group,
+                attempt,
+                scheduled_ns,
+                [standin["Name"]],
+                now_ns,
+                slot,
+                origin=node,
+                retry=True,
             )
             return
         self._record_failed_attempt(

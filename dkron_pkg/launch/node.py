@@ -19,9 +19,11 @@ class NodeCore:
     """Fencing term, launch groups whose end is not yet recorded, and the process start of one
     node."""
 
-    def __init__(self, up_since_ns: int):
+    def __init__(self, up_since_ns: int, fence_term: int = 0):
         self.up_since_ns = up_since_ns
-        self.fence_term = 0
+        # Kept on disk by the node's driver: a node that restarts while a deposed leader is
+        # paused must still refuse it, or that leader could start a launch twice there.
+        self.fence_term = fence_term
         self._unreported: dict[int, int] = {}  # group -> runs ended here, not yet recorded
 
     def admit(self, term: object) -> str | None:
@@ -51,9 +53,8 @@ class NodeCore:
             self._unreported[group] = left
 
     def forget(self) -> None:
-        """The process restarted: nothing of the old one is remembered."""
+        """The process restarted: only the fence term (kept on disk) is remembered."""
         self._unreported.clear()
-        self.fence_term = 0
 
     def launches(self, running_groups: Iterable[int]) -> dict:
         """The answer to `agent.launches`: groups running here or whose end is not yet

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from dkron_pkg.dispatch import parse_job_tags
-from dkron_pkg.timefmt import datetime_to_ns, format_rfc3339, ns_to_datetime, parse_rfc3339
+from dkron_pkg.timefmt import format_rfc3339, ns_to_datetime
 
 CLOSE = "close"  # nothing left to do: record the intent as settled
 REQUEUE = "requeue"  # its scheduled time is recent: dispatch it at that time as usual
@@ -158,10 +158,7 @@ def _settle_intent(
 def _lost(node: str, intent: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
     """Whether a node chosen for the intent cannot vouch it never started the run (it is dead,
     or restarted since the intent was recorded). Without the map (one server) never."""
-    if nodes_up_since is None:
-        return False
-    since = nodes_up_since.get(node)
-    return since is None or since > intent["created_ns"]
+    return _gone_since(node, intent["created_ns"], nodes_up_since)
 
 
 def _after_executions(
@@ -173,42 +170,48 @@ def _after_executions(
     """Every recorded attempt has ended: retry each node's run whose latest attempt failed
     while attempts remain (a run stopped by a user is not retried); else the launch ended.
 
-    If the node of that failed attempt restarted after it ended (`nodes_up_since`, as in
-    `settle`), the retry may have run there and died with it: it is recorded as lost (the next
-    attempt failed) instead of being run a second time."""
+    A retry is noted in the intent before it is sent (`retries`: slot -> attempt, node, time).
+    If the next attempt was sent to a node that is dead or restarted since (`nodes_up_since`,
+    as in `settle`), it may have run there and died with it: it is recorded as lost (that
+    attempt failed) instead of being run a second time. One never sent is simply retried."""
     latest: dict[str, dict] = {}
     for e in executions:
         slot = run_slot(e)
         if slot not in latest or e.get("attempt", 1) >= latest[slot].get("attempt", 1):
             latest[slot] = e
-    retries = [
-        Action(
-            LOST if _restarted_after(e, nodes_up_since) else RETRY,
-            intent["group"],
-            intent["job_name"],
-            scheduled_ns=intent["scheduled_ns"],
-            attempt=e.get("attempt", 1) + 1,
-            node=e.get("node_name", ""),
-            reason=f"node {e.get('node_name', '')} failed or restarted before reporting this retry",
-            slot=slot,
-            job=job,
+    actions = []
+    for slot, e in sorted(latest.items()):
+        attempt = e.get("attempt", 1) + 1
+        if e["success"] or e.get("no_retry") or attempt > job.get("retries", 0) + 1:
+            continue
+        sent = (intent.get("retries") or {}).get(slot)
+        node = e.get("node_name", "")
+        lost = False
+        if sent is not None and int(sent.get("attempt", 0)) == attempt:
+            node = sent.get("node", node)
+            lost = _gone_since(node, int(sent.get("at", 0)), nodes_up_since)
+        actions.append(
+            Action(
+                LOST if lost else RETRY,
+                intent["group"],
+                intent["job_name"],
+                scheduled_ns=intent["scheduled_ns"],
+                attempt=attempt,
+                node=node,
+                reason=f"node {node} failed or restarted before reporting this retry",
+                slot=slot,
+                job=job,
+            )
         )
-        for slot, e in sorted(latest.items())
-        if not e["success"]
-        and not e.get("no_retry")
-        and e.get("attempt", 1) < job.get("retries", 0) + 1
-    ]
-    return retries or [Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)]
+    return actions or [Action(CLOSE, intent["group"], intent["job_name"], reason="ended", job=job)]
 
 
-def _restarted_after(execution: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
-    """Whether the execution's node restarted since the execution ended. A dead node is not
-    taken for one: it most often died running that attempt (its failure was recorded because
-    it died), so no retry can have reached it, and the retry goes to a stand-in."""
+def _gone_since(node: str, since_ns: int, nodes_up_since: Mapping[str, int] | None) -> bool:
+    """Whether `node` is dead or restarted after `since_ns` (never without the map)."""
     if nodes_up_since is None:
         return False
-    since = nodes_up_since.get(execution.get("node_name", ""))
-    return since is not None and since > datetime_to_ns(parse_rfc3339(execution["finished_at"]))
+    up = nodes_up_since.get(node)
+    return up is None or up > since_ns
 
 
 def run_slot(execution: dict) -> str:
