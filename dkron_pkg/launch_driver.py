@@ -206,7 +206,7 @@ class LaunchDriver:
 
     def _ask_launches(self, action: AskLaunches) -> None:
         if action.node == self.host.node_name:
-            answer = self.node.launches(self.host.running_groups())
+            answer = self.node.launches(self.host.running_groups())  # its own runs: recorded
             self.post(
                 lambda now: self.core.launches_answered(
                     action.ask, answer["groups"], answer["up_since_ns"], now
@@ -220,6 +220,7 @@ class LaunchDriver:
                 answer = self.rpc.call(action.addr, "agent.launches", args, timeout=3)
                 groups = [int(g) for g in answer["groups"]]
                 up_since = int(answer["up_since_ns"])
+                running = [ex for ex in answer.get("running") or [] if isinstance(ex, dict)]
             except RpcError as e:
                 unreachable = str(e).startswith("cannot reach")
                 self.post(lambda now: self.core.launches_failed(action.ask, unreachable, now))
@@ -228,7 +229,9 @@ class LaunchDriver:
                 log.warning("%s answered which launches it ran with nonsense", action.node)
                 self.post(lambda now: self.core.launches_failed(action.ask, False, now))
                 return
-            self.post(lambda now: self.core.launches_answered(action.ask, groups, up_since, now))
+            self.post(
+                lambda now: self.core.launches_answered(action.ask, groups, up_since, now, running)
+            )
 
         self._pool.submit(ask)
 

@@ -105,7 +105,8 @@ class NodeRpc:
     def launches(self, args: Any, peer: str) -> dict:
         """Which launches this node runs or ran, and since when it runs (a new leader asks)."""
         self._admit(args)
-        return self.host.node_core.launches(self.host.runner.running_groups())
+        runner = self.host.runner
+        return self.host.node_core.launches(runner.running_groups(), runner.busy())
 
     def run_now(self, args: Any, peer: str) -> dict:
         """Another server asks the leader to launch a job now (manual or dependent)."""

@@ -59,8 +59,7 @@ time) for timed launches and a (job, launch group) for manual and dependent ones
     started on a node before that node was declared dead is still "running", and none is
     running at all once every node is idle with nothing left to report; two launches of a
     `forbid` job never have processes alive at the same moment.
-The same seed gives the same trace digest. A switch turns on a scenario the protocol does not
-handle yet (`forbid_multi_node`: see `LaunchSimConfig`). `broken`
+The same seed gives the same trace digest. `broken`
 switches on a deliberately wrong driver so tests can show that each check can fail:
 "dispatch_before_commit" (launch commits are taken as done at once, then proposed), "no_settle" (every fenced `agent.launches` is answered with
 every open launch group, so a new leader settles nothing), "no_abandon" (neither the failure
@@ -175,10 +174,9 @@ class LaunchSimConfig:
     # sends runs with its old term; nodes refuse them by the newer term they saw, kept across
     # a restart (the agent writes it to disk). Half the seeds play it.
     paused_timers_first: bool = False
-    # A `forbid` launch on two nodes is closed by the store once the ends it has recorded
-    # leave nothing of it running, although a node it names still runs it (that node's start
-    # was lost with a leader change): the next launch then overlaps it. Known gap: off by
-    # default (`pair`, the `tag:2` job, is then `allow`).
+    # The `tag:2` job is `forbid`: a launch on two nodes whose start on one node was lost with
+    # a leader change must keep the job busy while that node runs it (a new leader records the
+    # runs nodes report). Half the seeds play it; otherwise that job is `allow`.
     forbid_multi_node: bool = False
     broken: str = ""
     raft: RaftConfig = field(
@@ -197,6 +195,7 @@ class LaunchSimConfig:
             drop=rng.choice((0.01, 0.03, 0.1)),
             delay_max_ms=rng.choice((4, 10, 25)),
             paused_timers_first=rng.random() < 0.5,
+            forbid_multi_node=rng.random() < 0.5,
         )
 
     def timing(self) -> LaunchTiming:
@@ -1054,7 +1053,10 @@ class LaunchSim:
             now_ns = self.now_ns()
             if ok:
                 groups, since = value["groups"], value["up_since_ns"]
-                self._feed(server, lambda c: c.launches_answered(action.ask, groups, since, now_ns))
+                runs = value.get("running", [])
+                self._feed(
+                    server, lambda c: c.launches_answered(action.ask, groups, since, now_ns, runs)
+                )
             else:
                 unreachable = value == "cannot reach"
                 self._feed(server, lambda c: c.launches_failed(action.ask, unreachable, now_ns))
@@ -1142,7 +1144,8 @@ class LaunchSim:
             )
         elif method == "agent.launches":
             running = [p.execution["group"] for p in node.processes.values()]
-            respond(True, node.node.launches(running))
+            records = [p.execution for p in node.processes.values()]
+            respond(True, node.node.launches(running, records))
         elif method == "agent.running":
             respond(True, [*node.processes, *node.undelivered])
         elif method == "agent.stop":

@@ -72,11 +72,11 @@ def test_launches_lists_running_then_recent_groups_once_with_the_process_start()
     node.ended(10)
     node.ended(11)
     answer = node.launches(running_groups=[12, 11])
-    assert answer == {"groups": [12, 11, 10], "up_since_ns": 123}
+    assert answer == {"groups": [12, 11, 10], "up_since_ns": 123, "running": []}
 
 
 def test_launches_of_an_idle_fresh_node_is_empty() -> None:
-    assert NodeCore(up_since_ns=7).launches([]) == {"groups": [], "up_since_ns": 7}
+    assert NodeCore(up_since_ns=7).launches([]) == {"groups": [], "up_since_ns": 7, "running": []}
 
 
 def test_launches_accepts_any_iterable_of_running_groups() -> None:
@@ -144,7 +144,7 @@ def test_a_restart_forgets_the_runs_but_keeps_the_fence() -> None:
     node.admit(8)
     node.ended(42)
     node.forget()
-    assert node.launches([]) == {"groups": [], "up_since_ns": 1}
+    assert node.launches([]) == {"groups": [], "up_since_ns": 1, "running": []}
     assert node.fence_term == 8
     assert node.admit(2) is not None
     assert NodeCore(up_since_ns=2, fence_term=8).admit(7) is not None  # read back from disk
@@ -154,7 +154,7 @@ def test_a_new_process_reports_its_own_start() -> None:
     old = NodeCore(up_since_ns=100)
     old.ended(1)
     new = NodeCore(up_since_ns=200)
-    assert new.launches([]) == {"groups": [], "up_since_ns": 200}
+    assert new.launches([]) == {"groups": [], "up_since_ns": 200, "running": []}
 
 
 # ----- report_order -----------------------------------------------------------------------------
@@ -242,3 +242,12 @@ def test_standin_choice_is_deterministic_for_a_seed() -> None:
     first = choose_standin(job(tags), AGENTS, {"a1"}, "global", random.Random(7))
     again = choose_standin(job(tags), AGENTS, {"a1"}, "global", random.Random(7))
     assert first == again
+
+
+def test_the_answer_carries_the_running_records_without_their_output() -> None:
+    """A new leader records runs whose start was lost; their output stays on the node."""
+    node = NodeCore(up_since_ns=1)
+    running = [{"id": "e1", "group": 4, "job_name": "j", "output": "x" * 1000}]
+    answer = node.launches([4], running)
+    assert answer["running"] == [{"id": "e1", "group": 4, "job_name": "j"}]
+    assert running[0]["output"]  # the node's own record is untouched

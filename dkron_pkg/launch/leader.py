@@ -451,13 +451,21 @@ class LeaderCore:
         if not s.pending:
             self._settle_round(now_ns)
 
-    def launches_answered(self, ask: int, groups: Iterable[int], up_since_ns: int, now_ns: int):
-        """A node answered `AskLaunches`."""
+    def launches_answered(
+        self,
+        ask: int,
+        groups: Iterable[int],
+        up_since_ns: int,
+        now_ns: int,
+        running: Iterable[dict] = (),
+    ):
+        """A node answered `AskLaunches` (with the records of the runs going on there)."""
         entry = self._asks.pop(ask, None)
         if entry is None or self.term is None:
             return
         purpose, what = entry
         known = {int(g) for g in groups}
+        self._restore_starts(running)
         if purpose == "settle":
             self._settle_answer(what, (known, int(up_since_ns)), now_ns)
         elif purpose == "confirm":
@@ -470,6 +478,18 @@ class LeaderCore:
             ]
             reason = f"node {what} restarted while this was running"
             self._abandon([{"id": i, "reason": reason} for i in died], now_ns)
+
+    def _restore_starts(self, running: Iterable[dict]) -> None:
+        """Record the runs a node says it runs that the store does not hold as running: their
+        start was lost with an earlier leader (its commit never happened). Without it a
+        `forbid` job would not be busy while they run. The store ignores a run already ended."""
+        runs = [ex for ex in running if isinstance(ex, dict) and ex.get("id")]
+        if not runs:
+            return
+        known = {ex["id"] for ex in self.view.running_executions()}
+        lost = [ex for ex in runs if ex["id"] not in known]
+        if lost:
+            self._commit("started", [{"op": "execution_started", "execution": ex} for ex in lost])
 
     def launches_failed(self, ask: int, unreachable: bool, now_ns: int) -> None:
         """`AskLaunches` got no answer; `unreachable` when nothing listens at the address."""

@@ -56,11 +56,14 @@ class NodeCore:
         """The process restarted: only the fence term (kept on disk) is remembered."""
         self._unreported.clear()
 
-    def launches(self, running_groups: Iterable[int]) -> dict:
+    def launches(self, running_groups: Iterable[int], running: Iterable[dict] = ()) -> dict:
         """The answer to `agent.launches`: groups running here or whose end is not yet
-        recorded, and since when this process runs."""
+        recorded, since when this process runs, and the records of the runs going on here (a
+        new leader records those whose start was lost with the old one, so that a `forbid` job
+        stays busy while they run)."""
         groups = list(dict.fromkeys([*running_groups, *self._unreported]))
-        return {"groups": groups, "up_since_ns": self.up_since_ns}
+        records = [{k: v for k, v in ex.items() if k != "output"} for ex in running]
+        return {"groups": groups, "up_since_ns": self.up_since_ns, "running": records}
 
 
 def report_order(report_to: str, servers: Iterable[str]) -> list[str]:
