@@ -505,15 +505,8 @@ class LeaderCore:
         elif purpose == "confirm":
             request: _Request = what
             if request.node not in self._alive_names():
-                self._record_failed_attempt(
-                    request.job_name,
-                    request.group,
-                    request.attempt,
-                    request.node,
-                    request.scheduled_ns,
-                    f"node {request.node} failed before confirming the run",
-                    now_ns,
-                    for_node=request.slot,
+                self._fail_request(
+                    request, f"node {request.node} failed before confirming the run", now_ns
                 )
             else:
                 self._timer(now_ns + self.timing.confirm_retry_ns, "confirm", request)
@@ -838,15 +831,8 @@ class LeaderCore:
         """The request may have arrived: ask the node before running the attempt anywhere."""
         addr = self._addr(request.node)
         if addr is None or request.node not in self._alive_names():
-            self._record_failed_attempt(
-                request.job_name,
-                request.group,
-                request.attempt,
-                request.node,
-                request.scheduled_ns,
-                f"node {request.node} failed before confirming the run",
-                now_ns,
-                for_node=request.slot,
+            self._fail_request(
+                request, f"node {request.node} failed before confirming the run", now_ns
             )
             return
         ask = self._next()
@@ -864,15 +850,8 @@ class LeaderCore:
             return  # it ran, and its end (or start) is already recorded
         if up_since > request.sent_ns:
             # It restarted since we asked: the run may have started and died with it.
-            self._record_failed_attempt(
-                request.job_name,
-                request.group,
-                request.attempt,
-                request.node,
-                request.scheduled_ns,
-                f"node {request.node} restarted before confirming the run",
-                now_ns,
-                for_node=request.slot,
+            self._fail_request(
+                request, f"node {request.node} restarted before confirming the run", now_ns
             )
             return
         self._not_delivered(request, "the node never got the request", now_ns)
@@ -912,13 +891,19 @@ class LeaderCore:
                 origin=request.node,
             )
             return
+        self._fail_request(
+            request, f"could not start the run on node {request.node}: {reason}", now_ns
+        )
+
+    def _fail_request(self, request: _Request, reason: str, now_ns: int) -> None:
+        """The attempt a run request carried failed on its node (retries apply)."""
         self._record_failed_attempt(
             request.job_name,
             request.group,
             request.attempt,
             request.node,
             request.scheduled_ns,
-            f"could not start the run on node {request.node}: {reason}",
+            reason,
             now_ns,
             for_node=request.slot,
         )
