@@ -39,7 +39,9 @@ records are named f1, f2, ... Commands:
                                     is refused or has follow-ups prints as a `store:` line
   answer SendRun NODE ok|unreachable|unsure|refused [job=J] [reason=...]
   answer StartLocal JOB             the local run began: record_started
-  answer AskLaunches NODE [groups=g1,g2] [up=SECONDS]   (up: its process start, default -3600)
+  answer AskLaunches NODE [groups=g1,g2] [up=SECONDS] [running=e1,e2]
+                                    (up: its process start, default -3600; running: the runs
+                                    going on there, as the node reports their records)
   fail AskLaunches NODE unreachable|timeout
   answer AskRunning NODE [ids=e1,e2] | fail AskRunning NODE
   report-end NODE [job=J] [id=E] [success=true] [stopped=false] [reply=R] [keep=false]
@@ -606,7 +608,11 @@ def _answer(c: Cluster, cmd: str, pos: list[str], args: dict[str, str]) -> list[
         p = c.take("AskLaunches", key)
         groups = [c.group_of(g) for g in split_names(args.pop("groups", ""))]
         up_since = to_ns(args.pop("up", str(DEFAULT_UP_SINCE)))
-        core.launches_answered(p.action.ask, groups, up_since, now)
+        wanted = split_names(args.pop("running", ""))
+        running = [dict(ex) for ex in c.executions if ex["id"] in wanted]
+        if len(running) != len(wanted):
+            raise TranscriptError(f"running: no execution among {wanted}")
+        core.launches_answered(p.action.ask, groups, up_since, now, running)
     elif cmd == "fail" and kind == "AskLaunches":
         p = c.take("AskLaunches", key)
         how = rest[0] if rest else "timeout"

@@ -162,3 +162,20 @@ def test_a_node_that_never_got_the_launch_still_runs_it_beside_a_retry() -> None
         (RETRY, "a1", ()),
         (REQUEUE, "", ("a2",)),
     ]
+
+
+def test_a_stand_in_that_ran_another_nodes_run_is_not_owed_its_own() -> None:
+    """a1 stood in for a2 (unreachable) and its attempt failed; a1 restarted since. The new
+    leader retries a2's run only: a1 has no run of its own in this launch to lose or to run
+    (found by the launch simulation, seed 218: a1 ran attempt 2 twice)."""
+    pair = {**intent(1), "nodes": ["a2", "a1"], "created_ns": NOW - SECOND}
+    job = {"backup": {"tags": {"role": "agent:2"}, "retries": 1}}
+    ran = {
+        **execution(1, 1, False),
+        "node_name": "a1",
+        "for_node": "a2",
+        "finished_at": "2024-01-01T00:00:00Z",
+    }
+    up = {"a1": NOW, "a2": 0}
+    actions = settle([pair], job.get, lambda n, g: [ran], set(), NOW, GRACE, up)
+    assert [(a.kind, a.node, a.slot, a.attempt) for a in actions] == [(RETRY, "a1", "a2", 2)]

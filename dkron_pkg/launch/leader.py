@@ -124,6 +124,7 @@ class _Settlement:
     answers: dict[str, tuple[set[int], int]] = field(default_factory=dict)
     unasked: set[str] = field(default_factory=set)
     retry_at: int | None = None
+    heard: bool = False  # every live node answered (or failed to) once: scheduling may begin
 
 
 class LeaderCore:
@@ -196,7 +197,7 @@ class LeaderCore:
                 times.append(self._arm_after_ns + self.timing.members_wait_ns)
             return min(times) if times else None
         nxt = self.sched.next_wakeup()
-        if nxt is not None:
+        if nxt is not None and self._may_schedule():
             times.append(int(nxt.timestamp() * SECOND) - self.timing.lookahead_ns)
         if self._ready:
             times.append(self._ready[0][0] - self.timing.dispatch_lead_ns)
@@ -281,9 +282,10 @@ class LeaderCore:
                 ],
             )
             return
-        if groups:
-            self._settlement = _Settlement(groups, now_ns)
-            self._ask_round(now_ns)
+        # Every live node is asked even with nothing open: runs whose start was lost with the
+        # old leader are recorded from their answers (see `_restore_starts`).
+        self._settlement = _Settlement(groups, now_ns)
+        self._ask_round(now_ns)
 
     def set_members(self, members: list[dict], now_ns: int) -> None:
         """The membership view (Dkron's member dicts: Name, Tags, statusText)."""
@@ -352,7 +354,17 @@ class LeaderCore:
             self._reconcile(now_ns)
         self._schedule(now_ns)
 
+    def _may_schedule(self) -> bool:
+        """New launches wait until every live node has answered the first question of this
+        leadership (or failed to): runs whose start was lost with the old leader are recorded
+        from the answers first, so a `forbid` job still running somewhere is not launched
+        again beside it."""
+        s = self._settlement
+        return not self.cluster or s is None or s.heard
+
     def _schedule(self, now_ns: int) -> None:
+        if not self._may_schedule():
+            return
         horizon = now_ns + self.timing.lookahead_ns
         nxt = self.sched.next_wakeup()
         if nxt is not None and int(nxt.timestamp() * SECOND) <= horizon:
@@ -534,6 +546,7 @@ class LeaderCore:
         s = self._settlement
         if s is None:
             return
+        s.heard = True
         intents = [i for i in self.view.open_intents() if i["group"] in s.groups]
         known: set[int] = set()
         for groups, _ in s.answers.values():

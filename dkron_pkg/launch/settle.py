@@ -101,7 +101,9 @@ def _settle_intent(
         else []
     )
     ran = {run_slot(e) for e in executions}
-    unrun = [n for n in intent.get("nodes") or [] if n not in ran]
+    # A stand-in that ran another node's run is not owed a run of its own.
+    busy = ran | {e.get("node_name", "") for e in executions}
+    unrun = [n for n in intent.get("nodes") or [] if n not in busy]
     _, count = parse_job_tags(job.get("tags"))
     if count is not None:
         # A `:N` launch also names the stand-ins it was given, after the nodes chosen for it
