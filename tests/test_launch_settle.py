@@ -179,3 +179,14 @@ def test_a_stand_in_that_ran_another_nodes_run_is_not_owed_its_own() -> None:
     up = {"a1": NOW, "a2": 0}
     actions = settle([pair], job.get, lambda n, g: [ran], set(), NOW, GRACE, up)
     assert [(a.kind, a.node, a.slot, a.attempt) for a in actions] == [(RETRY, "a1", "a2", 2)]
+
+
+def test_a_lost_node_of_a_tagged_launch_counts_before_another_is_sent_it() -> None:
+    """A `:1` launch named a1 and then its stand-in s2; s2 restarted since (it may have run
+    the launch), a1 answered without it: s2's attempt is lost and the launch is not sent to
+    a1 as well (found by the launch simulation, seeds 6607 and 6701: run on two servers)."""
+    one = {**intent(1), "nodes": ["a1", "s2"], "created_ns": NOW - SECOND}
+    job = {"backup": {"tags": {"role": "agent:1"}, "retries": 1}}
+    up = {"a1": 0, "s2": NOW}
+    actions = settle([one], job.get, lambda n, g: [], set(), NOW, GRACE, up)
+    assert [(a.kind, a.node) for a in actions] == [(LOST, "s2")]

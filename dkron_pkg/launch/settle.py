@@ -105,11 +105,15 @@ def _settle_intent(
     busy = ran | {e.get("node_name", "") for e in executions}
     unrun = [n for n in intent.get("nodes") or [] if n not in busy]
     _, count = parse_job_tags(job.get("tags"))
+    lost_all = [n for n in unrun if _lost(n, intent, nodes_up_since)]
+    lost = lost_all
     if count is not None:
-        # A `:N` launch also names the stand-ins it was given, after the nodes chosen for it
-        # (a stand-in runs a named node's run): N runs in all, lost or still to run, no more.
-        unrun = unrun[: max(0, count - len(ran))]
-    lost = [n for n in unrun if _lost(n, intent, nodes_up_since)]
+        # A `:N` launch also names the stand-ins it was given (a stand-in runs a named node's
+        # run): N runs in all, no more. A node that may have run it (lost) counts first: the
+        # launch is not sent to another node in its place.
+        room = max(0, count - len(ran))
+        lost = lost_all[:room]
+        unrun = lost + [n for n in unrun if n not in lost_all][: room - len(lost)]
     for node in lost:
         actions.append(
             Action(
