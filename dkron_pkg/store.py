@@ -453,9 +453,7 @@ class Store:
         return Result(True, value=intent, status=202)
 
     def _op_close_intent(self, c: dict) -> Result:
-        group = int(c["group"])
-        self._intents.pop(group, None)
-        self._db.execute("DELETE FROM intents WHERE grp = ?", (group,))
+        self._close_intent(int(c["group"]))
         return Result(True)
 
     def _op_intent_nodes(self, c: dict) -> Result:
@@ -468,6 +466,11 @@ class Store:
             return Result(False, f"launch {group} is closed", 409)
         intent = dict(intent)
         intent["nodes"] = list(dict.fromkeys([*(intent.get("nodes") or []), *c["nodes"]]))
+        if c.get("standin_for"):  # the new nodes stand in for that node's run
+            standins = {n: str(c["standin_for"]) for n in c["nodes"]}
+            intent["standins"] = {**(intent.get("standins") or {}), **standins}
+        if c.get("drop"):  # chosen nodes that died before it was sent: they will not run it
+            intent["dropped"] = sorted({*(intent.get("dropped") or []), *c["drop"]})
         if c.get("retry"):  # {"slot", "attempt", "node", "at"}: a retry about to be sent
             retry = c["retry"]
             intent["retries"] = {**(intent.get("retries") or {}), str(retry["slot"]): retry}
@@ -476,6 +479,9 @@ class Store:
             "INSERT OR REPLACE INTO intents(grp, job_name, body) VALUES(?, ?, ?)",
             (group, intent["job_name"], json.dumps(intent)),
         )
+        job = self._job(intent["job_name"])
+        if c.get("drop") and job is not None and self._launch_over(job, group):
+            self._close_intent(group)
         return Result(True, value=intent)
 
     def _op_execution_started(self, c: dict) -> Result:
@@ -601,9 +607,8 @@ class Store:
                     "execution_id": ex["id"],
                 }
             )
-            if not self._group_running(name, group) and not self._retry_pending(job, group):
-                self._intents.pop(group, None)
-                self._db.execute("DELETE FROM intents WHERE grp = ?", (group,))
+            if self._launch_over(job, group):
+                self._close_intent(group)
             if job["status"] == "success":
                 for child in job.get("dependent_jobs") or []:
                     follow_ups.append({"action": "run_dependent", "job_name": child})
@@ -611,6 +616,26 @@ class Store:
                     follow_ups.append({"action": "delete_ephemeral", "job_name": name})
         self._put_job(job)
         return Result(True, value=ex, follow_ups=follow_ups)
+
+    def _launch_over(self, job: dict, group: int) -> bool:
+        """Whether launch `group` has nothing left to run: no attempt running, none due to be
+        retried, and every node it was sent to has recorded an end (a node whose start is not
+        recorded yet may still be running it, so a `forbid` job stays busy)."""
+        if self._group_running(job["name"], group) or self._retry_pending(job, group):
+            return False
+        intent = self._intents.get(group)
+        if intent is None:
+            return True
+        standins = intent.get("standins") or {}
+        dropped = set(intent.get("dropped") or [])
+        ended = self._latest_by_slot(job["name"], group)
+        return all(
+            n in ended for n in intent.get("nodes") or [] if n not in standins and n not in dropped
+        )
+
+    def _close_intent(self, group: int) -> None:
+        self._intents.pop(group, None)
+        self._db.execute("DELETE FROM intents WHERE grp = ?", (group,))
 
     def _group_running(self, name: str, group: int) -> bool:
         row = self._db.execute(

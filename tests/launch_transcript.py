@@ -12,7 +12,8 @@ leaves it alone and its test fails until the code is fixed (then drop the marker
 The core is `LeaderCore("s1", store, random.Random(0))` with the default timing (lookahead
 1 s, dispatch lead 0.25 s, late grace 5 s, reconcile every 5 s). Output lines are the core's
 actions (`Commit ...` with one `+` line per further command of the batch; `Commit intent-nodes
-JOB GROUP +[NODES]` adds nodes to an open launch before they are sent it, and with `retry
+JOB GROUP +[NODES]` adds nodes to an open launch before they are sent it (`standin-for=N`:
+they run node N's run; `drop=[NODES]`: chosen nodes that died before it was sent), and with `retry
 node=N [for=SLOT] attempt=K` notes a retry before it is sent (`for=SLOT`: a stand-in's, for
 SLOT's run); `SendRun NODE JOB GROUP attempt= at=SCHEDULED term=`, `StartLocal`, `AskLaunches`,
 `AskRunning`, `Reply`, `Recorded`, `Note LEVEL: text`) and, for `commit`, `store:` lines: a
@@ -211,6 +212,10 @@ class Cluster:
             intent = self.store.open_intent(group)  # when rendered, the intent is still open
             job = intent["job_name"] if intent is not None else self.group_jobs.get(group, "?")
             line = f"intent-nodes {job} {self.group(group)} +[{','.join(c['nodes'])}]"
+            if c.get("standin_for"):
+                line += f" standin-for={c['standin_for']}"
+            if c.get("drop"):
+                line += f" drop=[{','.join(c['drop'])}]"
             return line + (f" {_retry_note(c['retry'])}" if c.get("retry") else "")
         if op in ("execution_started", "execution_done"):
             ex = c["execution"]

@@ -670,23 +670,34 @@ class LeaderCore:
             return
         alive = self._alive()
         live = [n for n in chosen if n in alive]
-        if live:
-            self._place(job, group, attempt, scheduled_ns, live, now_ns)
-        placed = bool(live)
         _, cardinality = parse_job_tags(job.get("tags"))
-        for dead in [n for n in chosen if n not in alive] if cardinality is not None else []:
+        standins: list[tuple[str, str]] = []
+        dropped: list[str] = []
+        for dead in [n for n in chosen if n not in alive]:
             others = [m for m in alive.values() if m["Name"] not in chosen]
-            standin = self.standin(
-                job, others, self._launch_nodes(name, group) | set(chosen), self.region, self.rng
+            nodes = self._launch_nodes(name, group) | set(chosen) | {s for _, s in standins}
+            standin = (
+                self.standin(job, others, nodes, self.region, self.rng)
+                if cardinality is not None
+                else None
             )
             if standin is None:
-                continue
-            self._note("info", f"node {dead} is not alive: running {name} on {standin['Name']}")
-            self._place(job, group, attempt, scheduled_ns, [standin["Name"]], now_ns, dead)
-            placed = True
-        if not placed:
+                dropped.append(dead)
+            else:
+                standins.append((dead, standin["Name"]))
+        if not live and not standins:
             self._note("warning", f"no target nodes alive to run job {name}")
             self._close(group)
+            return
+        if dropped:  # the launch does not wait for their runs (a `forbid` job stays free)
+            self._commit(
+                "drop", [{"op": "intent_nodes", "group": group, "nodes": [], "drop": dropped}]
+            )
+        if live:
+            self._place(job, group, attempt, scheduled_ns, live, now_ns)
+        for dead, standin_name in standins:
+            self._note("info", f"node {dead} is not alive: running {name} on {standin_name}")
+            self._place(job, group, attempt, scheduled_ns, [standin_name], now_ns, dead)
 
     def _place(
         self,
@@ -726,6 +737,8 @@ class LeaderCore:
                 self._send(job, group, attempt, scheduled_ns, node, now_ns, for_node)
             return
         command: dict = {"op": "intent_nodes", "group": group, "nodes": new}
+        if new and for_node and for_node not in new:
+            command["standin_for"] = for_node  # the new nodes run `for_node`'s run
         if retry:
             slot = for_node or nodes[0]
             command["retry"] = {"slot": slot, "attempt": attempt, "node": nodes[0], "at": now_ns}
@@ -869,14 +882,23 @@ class LeaderCore:
             return
         self._not_delivered(request, "the node never got the request", now_ns)
 
-    def _launch_nodes(self, job_name: str, group: int) -> set[str]:
-        """Every node this launch was meant for, sent to or recorded on."""
+    def _launch_nodes(self, job_name: str, group: int, slot: str = "") -> set[str]:
+        """Every node this launch was meant for, sent to or recorded on, except the stand-ins
+        placed for `slot`'s own run: they may run that run's next attempt."""
         nodes = set(self._sent_to.get(group, ()))
         nodes.update(self._chosen.get(group, ()))
         intent = self.view.open_intent(group)
+        standins: dict = {}
         if intent is not None:
             nodes.update(intent.get("nodes") or [])
-        nodes.update(e.get("node_name", "") for e in self._group_executions(job_name, group))
+            standins = intent.get("standins") or {}
+        executions = self._group_executions(job_name, group)
+        nodes.update(e.get("node_name", "") for e in executions)
+        if slot:
+            other_runs = {
+                e.get("node_name", "") for e in executions if settlement.run_slot(e) != slot
+            }
+            nodes -= {n for n, s in standins.items() if s == slot and n not in other_runs}
         return nodes
 
     def _not_delivered(self, request: _Request, reason: str, now_ns: int) -> None:
@@ -885,6 +907,8 @@ class LeaderCore:
         if job is None:
             return
         alive = [m for m in self._alive().values() if m["Name"] != request.node]
+        # Every node tried for this attempt is left out, its slot's stand-ins too: the same
+        # attempt never goes round in circles between unreachable nodes.
         nodes = self._launch_nodes(request.job_name, request.group) | {request.node}
         standin = self.standin(job, alive, nodes, self.region, self.rng)
         if standin is not None:
@@ -1039,7 +1063,11 @@ class LeaderCore:
             )
             return
         standin = self.standin(
-            job, list(alive.values()), self._launch_nodes(job_name, group), self.region, self.rng
+            job,
+            list(alive.values()),
+            self._launch_nodes(job_name, group, slot),
+            self.region,
+            self.rng,
         )
         if standin is not None:
             self._place(

@@ -103,9 +103,14 @@ def _settle_intent(
     ran = {run_slot(e) for e in executions}
     # A stand-in that ran another node's run is not owed a run of its own.
     busy = ran | {e.get("node_name", "") for e in executions}
-    unrun = [n for n in intent.get("nodes") or [] if n not in busy]
+    # A stand-in placed for a node runs that node's run, not one of its own; a dropped node
+    # died before the launch was sent to it.
+    standins: dict[str, str] = intent.get("standins") or {}
+    left_out = {*standins, *(intent.get("dropped") or [])}
+    unrun = [n for n in intent.get("nodes") or [] if n not in busy and n not in left_out]
     _, count = parse_job_tags(job.get("tags"))
-    lost_all = [n for n in unrun if _lost(n, intent, nodes_up_since)]
+    gone = {n: _lost_on(n, standins, intent, nodes_up_since) for n in unrun}
+    lost_all = [n for n in unrun if gone[n]]
     lost = lost_all
     if count is not None:
         # A `:N` launch also names the stand-ins it was given (a stand-in runs a named node's
@@ -122,8 +127,9 @@ def _settle_intent(
                 name,
                 scheduled_ns=intent["scheduled_ns"],
                 attempt=intent.get("attempt", 1),
-                node=node,
-                reason=f"node {node} failed or restarted before reporting this run",
+                node=gone[node],
+                reason=f"node {gone[node]} failed or restarted before reporting this run",
+                slot=node if gone[node] != node else "",
                 job=job,
             )
         )
@@ -161,10 +167,19 @@ def _settle_intent(
     return actions or [Action(CLOSE, group, name, reason="ended", job=job)]
 
 
-def _lost(node: str, intent: dict, nodes_up_since: Mapping[str, int] | None) -> bool:
-    """Whether a node chosen for the intent cannot vouch it never started the run (it is dead,
-    or restarted since the intent was recorded). Without the map (one server) never."""
-    return _gone_since(node, intent["created_ns"], nodes_up_since)
+def _lost_on(
+    node: str,
+    standins: Mapping[str, str],
+    intent: dict,
+    nodes_up_since: Mapping[str, int] | None,
+) -> str:
+    """The node that may have started `node`'s run and cannot vouch it did not (it is dead, or
+    restarted since the intent was recorded): `node` itself or one of its stand-ins; "" when
+    none. Without the map (one server) none."""
+    for candidate in (node, *sorted(s for s, slot in standins.items() if slot == node)):
+        if _gone_since(candidate, intent["created_ns"], nodes_up_since):
+            return candidate
+    return ""
 
 
 def _after_executions(
