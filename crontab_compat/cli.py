@@ -16,7 +16,9 @@ from crontab_compat.export import export_crontab
 from crontab_compat.fields import DIALECTS
 from crontab_compat.plan import format_plan, plan_import
 from crontab_compat.sources import collect_sources, read_source
+from crontab_compat.trust import in_cron_place
 from crontab_compat.users import UserLookup, system_user_lookup
+from dkron_pkg.osdeps import HOST_FILES, FileOwners
 
 DEFAULT_API = "http://127.0.0.1:8080"
 
@@ -59,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("paths", nargs="+", metavar="FILE")
     check.add_argument("--dialect", choices=DIALECTS, default="debian")
     check.add_argument("--user", help="the files are this user's crontab (no user field)")
+    check.add_argument(
+        "--installed",
+        action="store_true",
+        help="judge owner, mode and symlinks as cron and --crontab-sync do (always done for "
+        "/etc/crontab, /etc/cron.d and /var/spool/cron)",
+    )
     return parser
 
 
@@ -73,6 +81,7 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
     lookup: UserLookup = system_user_lookup,
+    owners: FileOwners = HOST_FILES,
 ) -> int:
     """Run one `dkron crontab` command; returns the process exit code."""
     out = stdout or sys.stdout
@@ -86,7 +95,7 @@ def main(
         return int(exc.code or 0)
     try:
         if args.command == "check":
-            return _check(args, out, lookup)
+            return _check(args, out, lookup, owners)
         if args.command == "export":
             return _export(args, out, err)
         return _import(args, out, err, lookup)
@@ -98,11 +107,14 @@ def main(
         return 2
 
 
-def _check(args: argparse.Namespace, out: TextIO, lookup: UserLookup) -> int:
+def _check(args: argparse.Namespace, out: TextIO, lookup: UserLookup, owners: FileOwners) -> int:
+    """Parse the files as cron would; cron's own files (or all, with --installed) are also
+    judged by owner and mode, with the verdict --crontab-sync gives."""
     sources, errors, warnings = collect_sources(args.paths, args.user, args.dialect)
     entries = 0
     for source in sources:
-        parsed = read_source(source, args.dialect, lookup)
+        judged = args.installed or in_cron_place(source.path)
+        parsed = read_source(source, args.dialect, lookup, owners if judged else None)
         errors.extend(parsed.errors)
         warnings.extend(parsed.warnings)
         entries += len(parsed.entries)

@@ -3,7 +3,9 @@
 Environment: Dkron's `env` key is split on commas, so a value containing a comma cannot be
 carried there. Every job therefore also gets `env_json`, a JSON object string holding the whole
 environment; an executor that knows `env_json` uses it and ignores `env`. `env` keeps only the
-variables it can represent (the job's full environment is always in `env_json`).
+variables it can represent (the job's full environment is always in `env_json`). Every job
+has `inherit_env: false`, so its process gets only that environment, as under cron, and nothing
+of the agent's.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def entry_to_job(
         "cwd": env.get("HOME", entry.home),
         "env": ",".join(f"{k}={v}" for k, v in env.items() if "," not in k + v),
         "env_json": json.dumps(env, separators=(",", ":"), ensure_ascii=False),
+        "inherit_env": "false",  # as under cron: the job sees its crontab's env, not the agent's
     }
     if entry.user != (agent_user if agent_user is not None else current_user()):
         executor_config["su"] = entry.user

@@ -11,12 +11,16 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from crontab_compat.command import split_command
 from crontab_compat.envline import parse_env_line
 from crontab_compat.fields import DIALECTS, FIELD_SPECS, CronFieldError, parse_field
 from crontab_compat.users import UserLookup, system_user_lookup
+
+if TYPE_CHECKING:
+    from crontab_compat.trust import Refusal
 
 KEYWORDS = ("reboot", "yearly", "annually", "monthly", "weekly", "daily", "midnight", "hourly")
 MAX_COMMAND_BYTES = 998
@@ -69,6 +73,7 @@ class ParsedCrontab:
     errors: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
     fatal: bool = False  # the file as a whole could not be used (unreadable, binary, too long)
+    refusal: Refusal | None = None  # cron would not trust the file (owner, mode, symlink)
 
     @property
     def rejected(self) -> bool:

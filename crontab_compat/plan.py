@@ -3,14 +3,17 @@
 A job belongs to a file when its metadata names that host and file (`crontab_host`,
 `crontab_file`). Re-importing a file updates its jobs in place (names are stable), and a job
 whose line has disappeared is deleted. A file that could not be used at all (unreadable, rejected
-by Debian's whole-file rule) keeps its existing jobs untouched. In strict mode (the default for
-the debian dialect) any error means nothing is applied.
+by Debian's whole-file rule) keeps its existing jobs untouched. A file refused for its owner or
+mode (only judged when `owners` is given, as `--crontab-sync` does) loses its jobs: cron would
+not run them either. In strict mode (the default for the debian dialect) any error means nothing
+is applied.
 """
 
 from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from crontab_compat.convert import MANAGED_BY, entry_to_job, env_warnings, host_timezone
@@ -18,6 +21,10 @@ from crontab_compat.parser import Issue, ParsedCrontab, parse_crontab
 from crontab_compat.schedule import CronSchedule
 from crontab_compat.sources import collect_sources, read_source
 from crontab_compat.users import UserLookup, system_user_lookup
+
+if TYPE_CHECKING:
+    from crontab_compat.trust import Refusal
+    from dkron_pkg.osdeps import FileOwners
 
 # Fields the server maintains; they are not part of what an import decides.
 SERVER_FIELDS = (
@@ -42,6 +49,7 @@ class Plan:
     unchanged: list[dict] = field(default_factory=list)
     previous: dict[str, dict] = field(default_factory=dict)  # name -> job before update
     strict: bool = True
+    refused: list[Refusal] = field(default_factory=list)  # files cron would not trust
 
     @property
     def blocked(self) -> bool:
@@ -109,10 +117,12 @@ def plan_import(
     lookup: UserLookup = system_user_lookup,
     agent_user: str | None = None,
     strict: bool | None = None,
+    owners: FileOwners | None = None,
 ) -> Plan:
-    """Compare the crontab files with the cluster's jobs and say what must change."""
+    """Compare the crontab files with the cluster's jobs and say what must change; with
+    `owners`, files are also judged by owner and mode as cron judges them."""
     sources, errors, warnings = collect_sources(files, user, dialect)
-    parsed = [read_source(source, dialect, lookup) for source in sources]
+    parsed = [read_source(source, dialect, lookup, owners) for source in sources]
     plan = Plan(strict=(dialect == "debian") if strict is None else strict)
     plan.errors.extend(errors)
     plan.warnings.extend(warnings)
@@ -151,6 +161,10 @@ def _plan_parsed(
     covered_files: set[str] = set()
     seen_messages: set[str] = set()
     for parsed in files:
+        if parsed.refusal is not None:
+            plan.refused.append(parsed.refusal)
+            covered_files.add(parsed.file)  # wanted nothing: its jobs are deleted
+            continue
         plan.errors.extend(parsed.errors)
         plan.warnings.extend(parsed.warnings)
         if parsed.rejected:

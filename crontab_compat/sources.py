@@ -8,12 +8,15 @@ the files cron itself would read there.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass
 
+from crontab_compat import trust
 from crontab_compat.parser import Issue, ParsedCrontab, cron_d_name_skipped, parse_crontab
 from crontab_compat.users import UserLookup, system_user_lookup
+from dkron_pkg.osdeps import FileOwners
 
 MAX_FILE_BYTES = 1024 * 1024  # far above any real crontab; Debian also caps lines at 10,000
 
@@ -70,28 +73,48 @@ def _source_for(path: str, user: str | None, spool: bool) -> Source:
 
 
 def read_source(
-    source: Source, dialect: str, lookup: UserLookup = system_user_lookup
+    source: Source,
+    dialect: str,
+    lookup: UserLookup = system_user_lookup,
+    owners: FileOwners | None = None,
 ) -> ParsedCrontab:
-    """Read and parse one file; unreadable, binary, non-UTF-8 or huge files become errors."""
+    """Read and parse one file; unreadable, binary, non-UTF-8 or huge files become errors.
+
+    With `owners`, the file is also judged by owner and mode as cron judges it (trust.py), on
+    the very file that is read: a refused file becomes an error and sets `refusal`.
+    """
     result = ParsedCrontab(source.path, source.system, dialect, fatal=True)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if owners is not None and not source.system:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        info = os.stat(source.path)
-        if not stat.S_ISREG(info.st_mode):
-            result.errors.append(Issue(source.path, 0, "not a regular file"))
-            return result
-        if info.st_size > MAX_FILE_BYTES:
-            result.errors.append(
-                Issue(
-                    source.path,
-                    0,
-                    "file too large",
-                    f"{info.st_size} bytes; a crontab may be at most {MAX_FILE_BYTES} bytes here",
+        with open(source.path, "rb", opener=lambda path, _mode: os.open(path, flags)) as handle:
+            if owners is not None:
+                refusal = trust.check_open(source, handle.fileno(), owners)
+                if refusal is not None:
+                    return _refused(result, refusal)
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                result.errors.append(Issue(source.path, 0, "not a regular file"))
+                return result
+            if info.st_size > MAX_FILE_BYTES:
+                result.errors.append(
+                    Issue(
+                        source.path,
+                        0,
+                        "file too large",
+                        f"{info.st_size} bytes; a crontab may be at most {MAX_FILE_BYTES} bytes "
+                        "here",
+                    )
                 )
-            )
-            return result
-        with open(source.path, "rb") as handle:
+                return result
             data = handle.read(MAX_FILE_BYTES + 1)
+    except IsADirectoryError:
+        result.errors.append(Issue(source.path, 0, "not a regular file"))
+        return result
     except OSError as exc:
+        if exc.errno == errno.ELOOP and owners is not None and owners.supported:
+            return _refused(result, trust.symlink_refusal(source.path))
         result.errors.append(Issue(source.path, 0, "cannot read file", exc.strerror or str(exc)))
         return result
     text = decode_crontab(data, source.path, result)
@@ -105,6 +128,12 @@ def read_source(
         dialect=dialect,
         lookup=lookup,
     )
+
+
+def _refused(result: ParsedCrontab, refusal: trust.Refusal) -> ParsedCrontab:
+    result.errors.append(refusal.issue())
+    result.refusal = refusal
+    return result
 
 
 def decode_crontab(data: bytes, path: str, result: ParsedCrontab) -> str | None:

@@ -10,9 +10,11 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from dkron_pkg import metrics
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 
 if TYPE_CHECKING:
+    from crontab_compat.trust import Refusal
     from dkron_pkg.backend import CrontabHost
 
 log = logging.getLogger("dkron.crontab")
@@ -64,7 +66,8 @@ def start_crontab_sync(agent: CrontabHost) -> None:
         LocalJobWriter(agent),
         node=agent.node_name,
         cluster_wide=bool(getattr(agent.config, "crontab_cluster_wide", False)),
-        log=lambda message: log.info("crontab sync: %s", message),
+        log=log.info,
+        on_refused=report_refused,
     )
 
     def loop() -> None:
@@ -76,6 +79,12 @@ def start_crontab_sync(agent: CrontabHost) -> None:
             agent.stopping.wait(CRONTAB_POLL_SECONDS)
 
     agent.spawn(loop, "crontab-sync")
+
+
+def report_refused(refusal: Refusal) -> None:
+    """A crontab file the sync will not load: a warning naming it and why, and the metric."""
+    log.warning("crontab sync: refused %s; its jobs do not run", refusal)
+    metrics.crontab_file_refused(refusal.reason)
 
 
 def run_reboot_jobs(agent: CrontabHost) -> None:

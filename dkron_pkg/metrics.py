@@ -6,7 +6,7 @@ Operators point Prometheus at `/metrics` (`--enable-prometheus`) or run a statsd
 Use: the module-level `REGISTRY` holds Dkron's metrics; the agent calls the helpers below
 (`execution_finished`, `launch_lateness`, `set_running_executions`, `raft_commit_latency`,
 `leader_changed`, `set_members_by_state`, `api_request`, `notification_sent`,
-`processor_failed`) and serves `REGISTRY.render_prometheus()` with content type
+`processor_failed`, `crontab_file_refused`) and serves `REGISTRY.render_prometheus()` with content type
 `PROMETHEUS_CONTENT_TYPE`. For statsd, `REGISTRY.add_sink(StatsdSink(...).start())`.
 
 Label cardinality is bounded: every metric has `max_series`; a label set beyond it is counted
@@ -548,6 +548,13 @@ PROCESSOR_FAILURES = REGISTRY.counter(
     max_series=32,
 )
 
+CRONTAB_FILES_REFUSED = REGISTRY.counter(
+    "dkron_crontab_files_refused_total",
+    "Crontab files --crontab-sync refused as cron would (owner, mode, symlink), by reason.",
+    ["reason"],
+    max_series=16,
+)
+
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -596,3 +603,8 @@ def notification_sent(channel: str, ok: bool) -> None:
 
 def processor_failed(name: str) -> None:
     PROCESSOR_FAILURES.inc(processor=name)
+
+
+def crontab_file_refused(reason: str) -> None:
+    """Count a crontab file the sync would not load (reason: wrong_owner, insecure_mode...)."""
+    CRONTAB_FILES_REFUSED.inc(reason=reason)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -214,6 +215,7 @@ class Credentials:
     user: str
     uid: int
     gid: int
+    home: str = "/"
 
 
 class SuError(ValueError):
@@ -243,7 +245,7 @@ def resolve_su(spec: str) -> Credentials:
             gid = grp.getgrgid(int(group)).gr_gid if group.isdigit() else grp.getgrnam(group).gr_gid
         except KeyError:
             raise SuError(f'su: unknown group "{group}"') from None
-    creds = Credentials(entry.pw_name, entry.pw_uid, gid)
+    creds = Credentials(entry.pw_name, entry.pw_uid, gid, entry.pw_dir or "/")
     if os.geteuid() != 0 and (creds.uid != os.geteuid() or creds.gid != os.getegid()):
         raise SuError(f'su "{spec}" needs the agent to run as root (it runs as uid {os.geteuid()})')
     return creds
@@ -254,6 +256,98 @@ def credentials_popen_kwargs(creds: Credentials | None) -> dict[str, Any]:
     if creds is None or (os.geteuid() == creds.uid and os.getegid() == creds.gid):
         return {}
     return {"user": creds.uid, "group": creds.gid, "extra_groups": []}
+
+
+CRON_PATH = "/usr/bin:/bin"
+"""PATH of a job started by Debian cron (cron's _PATH_DEFPATH)."""
+
+
+def login_env(creds: Credentials | None = None) -> dict[str, str]:
+    """The few variables cron gives a job: HOME, LOGNAME, USER, SHELL=/bin/sh, PATH.
+
+    For `creds` (a `su` job) they describe that account; without, the agent's own account.
+    On Windows, where there is no su, the variables a process needs to start at all.
+    """
+    if IS_WINDOWS:  # pragma: no cover
+        keep = ("SYSTEMROOT", "SYSTEMDRIVE", "COMSPEC", "PATH", "PATHEXT", "TEMP", "TMP")
+        return {name: os.environ[name] for name in keep if name in os.environ}
+    if creds is None:
+        try:
+            entry = pwd.getpwuid(os.geteuid())
+            user, home = entry.pw_name, entry.pw_dir or "/"
+        except KeyError:  # an account without a passwd entry (containers)
+            user, home = str(os.geteuid()), "/"
+    else:
+        user, home = creds.user, creds.home
+    return {"HOME": home, "LOGNAME": user, "USER": user, "SHELL": "/bin/sh", "PATH": CRON_PATH}
+
+
+# --------------------------------------------------------------------------- file ownership
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    """What cron looks at before trusting a crontab: owner, type and mode, hard links."""
+
+    uid: int
+    mode: int  # st_mode: the file type and the permission bits
+    links: int
+
+    @property
+    def is_symlink(self) -> bool:
+        return stat.S_ISLNK(self.mode)
+
+    @property
+    def is_regular(self) -> bool:
+        return stat.S_ISREG(self.mode)
+
+    @property
+    def permissions(self) -> int:
+        return stat.S_IMODE(self.mode)
+
+
+class FileOwners:
+    """Owners and modes of files, and the uids of accounts, as this host sees them.
+
+    The crontab checks ask this object only, so a test can hand them a fake one (a file
+    owned by "nobody" without being root).
+    """
+
+    supported = not IS_WINDOWS  # Windows files have no Unix owner or mode; cron is not there
+
+    def facts(self, path: str, *, fd: int | None = None, follow: bool = True) -> FileFacts:
+        """Facts of the open file `fd` (what is really read), else of `path` (lstat when
+        `follow` is False). OSError when the file is gone."""
+        if fd is not None:
+            info = os.fstat(fd)
+        else:
+            info = os.stat(path) if follow else os.lstat(path)
+        return FileFacts(info.st_uid, info.st_mode, info.st_nlink)
+
+    def uid_of(self, user: str) -> int | None:
+        """The uid of account `user`, or None when there is no such account."""
+        if IS_WINDOWS:  # pragma: no cover
+            return None
+        try:
+            return pwd.getpwnam(user).pw_uid
+        except (KeyError, ValueError):
+            return None
+
+    def name_of(self, uid: int) -> str:
+        """The account name of `uid` (the number itself when it has no name), for messages."""
+        if IS_WINDOWS:  # pragma: no cover
+            return str(uid)
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)
+
+    def agent_uid(self) -> int:
+        """The uid this process runs as: files it owns are as trusted as the agent itself."""
+        return os.geteuid() if hasattr(os, "geteuid") else 0
+
+
+HOST_FILES = FileOwners()
 
 
 # --------------------------------------------------------------------------- signals

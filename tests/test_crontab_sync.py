@@ -37,6 +37,7 @@ def layout(tmp_path):
     (etc / "crontab").write_text("17 * * * * root hourly\n")
     (etc / "cron.d" / "app").write_text("0 1 * * * root app-job\n")
     (spool / "alice").write_text("*/5 * * * * alice-job\n")
+    (spool / "alice").chmod(0o600)  # as crontab(1) leaves it; cron refuses any other mode
     return etc, spool
 
 

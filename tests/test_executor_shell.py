@@ -322,6 +322,10 @@ def test_many_concurrent_runs_each_get_their_own_output() -> None:
         ({"command": "x", "su": "a:"}, 'executor_config.su: invalid su value "a:"'),
         ({"command": "x", "su": ":g"}, 'executor_config.su: invalid su value ":g"'),
         ({"command": "x", "payload": "!!notb64"}, "executor_config.payload: is not valid base64"),
+        (
+            {"command": "x", "inherit_env": "no"},
+            'executor_config.inherit_env: invalid boolean "no"',
+        ),
         ({"command": "x", "timeout": 5}, "executor_config.timeout: must be a string, got int"),
         ({"command": "echo \x00"}, "executor_config.command: must not contain NUL"),
         ({"command": "x", "cwd": "/tmp\x00"}, "executor_config.cwd: must not contain NUL"),

@@ -294,3 +294,37 @@ def test_tuned_memory_gives_big_freed_buffers_back_to_the_system() -> None:
     tuned, untuned = growth("tuned"), growth("default")
     assert tuned < 5, f"RSS stayed {tuned:.1f} MB above its start after the buffers were freed"
     assert untuned > tuned + 15, "the default allocator was expected to keep a buffer resident"
+
+
+def test_login_env_is_crons_for_the_account() -> None:
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid())
+    assert osdeps.login_env() == {
+        "HOME": me.pw_dir,
+        "LOGNAME": me.pw_name,
+        "USER": me.pw_name,
+        "SHELL": "/bin/sh",
+        "PATH": "/usr/bin:/bin",
+    }
+    creds = osdeps.Credentials("alice", 1234, 1234, "/home/alice")
+    assert osdeps.login_env(creds)["HOME"] == "/home/alice"
+    assert osdeps.login_env(creds)["USER"] == "alice"
+
+
+def test_file_facts_tell_a_link_from_its_target(tmp_path: Path) -> None:
+    target = tmp_path / "target"
+    target.write_text("x")
+    target.chmod(0o640)
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    owners = osdeps.HOST_FILES
+    own = owners.facts(str(link), follow=False)
+    followed = owners.facts(str(link))
+    assert own.is_symlink and not own.is_regular
+    assert followed.is_regular and followed.permissions == 0o640 and followed.links == 1
+    with open(target, "rb") as handle:
+        assert owners.facts(str(link), fd=handle.fileno()) == followed
+    assert owners.uid_of("root") == 0 and owners.name_of(0) == "root"
+    assert owners.uid_of("no-such-user-xyz") is None
+    assert owners.agent_uid() == os.geteuid()

@@ -1,7 +1,8 @@
 """The `shell` executor: runs a command in its own process group, as Dkron's shell plugin.
 
 The run thread blocks on the child's output and exit only; cancel, timeout and mem_limit
-are enforced by the shared watchdog thread, which kills the whole process group.
+are enforced by the shared watchdog thread, which kills the whole process group. The child's
+environment never holds the agent's secrets (executors/childenv.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dkron_pkg.executors.base import (
     parse_go_bool,
     safe_emit,
 )
+from dkron_pkg.executors.childenv import child_env
 from dkron_pkg.executors.spawner import SPAWNER
 from dkron_pkg.executors.watchdog import WATCHDOG, Watch
 
@@ -99,6 +101,7 @@ class ShellConfig:
     mem_limit: int | None = None
     su: str | None = None
     payload: bytes | None = None
+    inherit_env: bool = True  # False: cron's minimal environment, even without su
 
 
 def parse_shell_config(config: dict[str, str]) -> tuple[ShellConfig | None, list[str]]:
@@ -113,6 +116,12 @@ def parse_shell_config(config: dict[str, str]) -> tuple[ShellConfig | None, list
             use_shell = parse_go_bool(config["shell"])
         except ValueError as exc:
             errors.append(key_error("shell", str(exc)))
+    inherit_env = True
+    if config.get("inherit_env", "") != "":
+        try:
+            inherit_env = parse_go_bool(config["inherit_env"])
+        except ValueError as exc:
+            errors.append(key_error("inherit_env", str(exc)))
     argv: list[str] = []
     if not command.strip():
         errors.append(key_error("command", "is required"))
@@ -152,6 +161,10 @@ def parse_shell_config(config: dict[str, str]) -> tuple[ShellConfig | None, list
                 errors.append(key_error("su", "not supported on Windows"))
         except osdeps.SuError as exc:
             errors.append(key_error("su", str(exc)))
+        if inherit_env and config.get("inherit_env", "") != "":
+            errors.append(
+                key_error("inherit_env", "cannot be true with su: a su job gets cron's environment")
+            )
     payload = None
     if config.get("payload", "") != "":
         try:
@@ -164,7 +177,7 @@ def parse_shell_config(config: dict[str, str]) -> tuple[ShellConfig | None, list
     if errors:
         return None, errors
     cfg = ShellConfig(
-        command, argv, env, config.get("cwd") or None, timeout, mem_limit, su, payload
+        command, argv, env, config.get("cwd") or None, timeout, mem_limit, su, payload, inherit_env
     )
     return cfg, []
 
@@ -251,14 +264,14 @@ class ShellExecutor:
         if cfg is None:
             return _failed("; ".join(errors))
         extra = {}
+        creds = None
         if cfg.su:
             try:
-                extra = osdeps.credentials_popen_kwargs(osdeps.resolve_su(cfg.su))
+                creds = osdeps.resolve_su(cfg.su)
             except osdeps.SuError as exc:
                 return _failed(f"shell: {exc}")
-        env = dict(os.environ)
-        env.update(cfg.env)
-        env["ENV_JOB_NAME"] = job_name
+            extra = osdeps.credentials_popen_kwargs(creds)
+        env = child_env(cfg.env, job_name, creds=creds, inherit=cfg.inherit_env)
         try:
             spawned = SPAWNER.popen(
                 cfg.argv,
