@@ -62,6 +62,11 @@ DKRON_KEYS = [
 OUR_KEYS = [
     "api-token",
     "max-body-bytes",
+    "http-allowed-hosts",
+    "cors-allowed-origins",
+    "http-read-timeout",
+    "http-header-timeout",
+    "http-max-connections",
     "executions-per-job",
     "shutdown-timeout",
     "log-json",
