@@ -25,7 +25,34 @@ log = logging.getLogger("dkron.http")
 
 LINGER_SECONDS = 1.0  # after refusing a body, how long to drop what the client still sends
 LINGER_BYTES = 256 * 1024
-REFUSAL_LOG_INTERVAL = 10.0
+
+
+class RefusalLog:
+    """Warnings about refused requests, at most `burst` per `interval` seconds: an attacker
+    must not be able to flood the log; what is left out is counted in the next line."""
+
+    def __init__(self, burst: int = 5, interval: float = 10.0):
+        self.burst = burst
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._window_start = -interval
+        self._logged = 0
+        self._skipped = 0
+
+    def warn(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            skipped = 0
+            if now - self._window_start >= self.interval:
+                skipped, self._skipped = self._skipped, 0
+                self._window_start, self._logged = now, 0
+            if self._logged >= self.burst:
+                self._skipped += 1
+                return
+            self._logged += 1
+        if skipped:
+            log.warning("%d more HTTP refusals were not logged", skipped)
+        log.warning(message, *args)
 
 
 class DeadlineReader(io.RawIOBase):
@@ -74,6 +101,7 @@ class GuardedRequestHandler(BaseHTTPRequestHandler):
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = DeadlineReader(self.connection, policy.read_timeout)
+        self.rfile.close()  # the plain reader StreamRequestHandler made; ours replaces it
         self.rfile = io.BufferedReader(self.reader, 65536)
 
     def __getattr__(self, name: str) -> Any:
@@ -84,6 +112,12 @@ class GuardedRequestHandler(BaseHTTPRequestHandler):
 
     def unknown_method(self) -> None:
         raise NotImplementedError
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """http.server's own refusals (timeouts, malformed or oversized heads), rate-limited."""
+        self.server.refusals.warn(
+            "HTTP request from %s refused: " + format, self.address_string(), *args
+        )
 
     def handle_one_request(self) -> None:
         policy = self.server.policy()
@@ -141,8 +175,7 @@ class LimitedHTTPServer(ThreadingHTTPServer):
         self.policy = policy
         self._lock = threading.Lock()
         self._active = 0
-        self._refused = 0
-        self._refusal_logged = -REFUSAL_LOG_INTERVAL
+        self.refusals = RefusalLog()
         super().__init__(address, handler)
 
     @property
@@ -175,6 +208,7 @@ class LimitedHTTPServer(ThreadingHTTPServer):
             self._active -= 1
 
     def _refuse(self, request: socket.socket, limit: int) -> None:
+        """Answer 503 from the accept loop (no thread) and close."""
         body = (
             f"too many connections: this server takes {limit} at once "
             "(--http-max-connections); try again\n"
@@ -192,16 +226,9 @@ class LimitedHTTPServer(ThreadingHTTPServer):
         except OSError:
             pass
         self.shutdown_request(request)
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL:
-            log.warning(
-                "refused %d HTTP connection(s): %d already open (--http-max-connections)",
-                self._refused,
-                limit,
-            )
-            self._refused = 0
-            self._refusal_logged = now
+        self.refusals.warn(
+            "refused an HTTP connection: %d already open (--http-max-connections)", limit
+        )
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One log line instead of socketserver's traceback on stderr."""

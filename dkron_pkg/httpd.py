@@ -704,6 +704,15 @@ class Handler(GuardedRequestHandler):
             resp = handler(req)
             self._send_json(resp, "pretty" in query)
         except Refused as e:
+            if not isinstance(e, ApiError) or e.status in (401, 403, 405):
+                self.server.refusals.warn(
+                    "refused %s %s from %s: %d %s",
+                    label,
+                    header_safe(path[:200]),
+                    self.client_address[0],
+                    e.status,
+                    e.message,
+                )
             headers = dict(e.headers)
             field = getattr(e, "field", "")
             if field:

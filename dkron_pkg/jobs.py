@@ -181,7 +181,8 @@ def _check_map_size(value: dict, key: str) -> None:
 def _json_hint(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    return str(v)
+    text = str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _type_name(value: Any) -> str:

@@ -9,6 +9,7 @@ Origin) and passes now.
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from agent_support import shell_job, start_agent
@@ -77,7 +78,8 @@ def test_dns_rebinding_host_cannot_read_the_api(node):
         assert exchange(port, head("GET", "/v1/jobs", port, f"Host: {host}")).status == 200, host
 
 
-def test_allowed_hosts_and_origins_are_configurable(tmp_path):
+def test_allowed_hosts_and_origins_are_configurable(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="dkron.http")
     agent, client = start_agent(
         tmp_path,
         http_allowed_hosts=["dkron.internal"],
@@ -97,6 +99,8 @@ def test_allowed_hosts_and_origins_are_configurable(tmp_path):
         assert r.status == 204 and "POST" in r.headers["Access-Control-Allow-Methods"]
         r = client.request("OPTIONS", "/v1/jobs", headers={"Origin": EVIL})
         assert r.status == 403 and "Access-Control-Allow-Origin" not in r.headers
+        logged = [r.getMessage() for r in caplog.records if r.name == "dkron.http"]
+        assert any("refused OPTIONS /v1/jobs" in m and "evil.example" in m for m in logged)
     finally:
         agent.stop()
 
