@@ -4,8 +4,9 @@ A browser on the API's machine is a way in: a page from anywhere can POST to 127
 DNS-rebinding page reaches the API under its own name and reads the answers. So the Host header
 must name this server (an IP address, `localhost`, the machine's or the configured names: a
 rebinding page can only send its own name), a state-changing request from a page of another
-origin is refused unless that origin is listed, bodies must carry a type no HTML form can send,
-and nothing is read before the length is known to be within the limit.
+origin is refused unless that origin is listed, a body must carry its route's type (JSON, which
+no HTML form can send, except Dkron's multipart restore and the crontab import), and nothing is
+read before the length is known to be within the limit.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 class Refused(Exception):
-    """A request refused before it reached a handler; answered as a plain-text error."""
+    """A refused request: answered with `status` and a plain-text message."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
