@@ -53,6 +53,7 @@ class ApiBackend(JobWrites, Protocol):
     api_token: str
     max_body_bytes: int
     ui_enabled: bool
+    config: Any  # the HTTP limits (allowed hosts and origins, timeouts) are read from it
 
     @property
     def store(self) -> JobReads: ...

@@ -135,6 +135,30 @@ class Config:
     # -- beyond Dkron --------------------------------------------------------------------------
     api_token: str = field(default="", metadata=_help("when set, every API call must carry it"))
     max_body_bytes: int = field(default=1048576, metadata=_help("largest API request body"))
+    http_allowed_hosts: list[str] = field(
+        default_factory=_list,
+        metadata=_help(
+            "host name the API answers to besides IP addresses, localhost, this machine's name "
+            "and the configured addresses; '*' turns the Host check off"
+        ),
+    )
+    cors_allowed_origins: list[str] = field(
+        default_factory=_list,
+        metadata=_help(
+            "origin (scheme://host[:port]) whose web pages may call the API; "
+            "'*' allows every origin"
+        ),
+    )
+    http_read_timeout: str = field(
+        default="30s",
+        metadata=_help("time a request may take to arrive, and an idle connection stays open"),
+    )
+    http_header_timeout: str = field(
+        default="10s", metadata=_help("time a request's line and headers may take to arrive")
+    )
+    http_max_connections: int = field(
+        default=128, metadata=_help("HTTP connections served at once; more are answered 503")
+    )
     executions_per_job: int = field(default=100, metadata=_help("executions kept per job"))
     shutdown_timeout: str = field(
         default="60s", metadata=_help("on SIGTERM, how long to wait for running jobs")
@@ -206,7 +230,20 @@ class KeySpec:
         return getattr(Config(), self.name)
 
 
-_DURATIONS = {"retry_interval", "serf_reconnect_timeout", "reconcileinterval", "shutdown_timeout"}
+_DURATIONS = {
+    "retry_interval",
+    "serf_reconnect_timeout",
+    "reconcileinterval",
+    "shutdown_timeout",
+    "http_read_timeout",
+    "http_header_timeout",
+}
+_POSITIVE_DURATIONS = {
+    "retry_interval",
+    "reconcileinterval",
+    "http_read_timeout",
+    "http_header_timeout",
+}
 _KIND_OF_TYPE = {"bool": "bool", "int": "int", "str": "str", "list[str]": "list"}
 
 
@@ -224,7 +261,14 @@ KEYS: dict[str, KeySpec] = {
 }
 # Lists whose values split on commas in every source, like Dkron's string-slice flags; headers
 # and paths keep their commas except in the environment, where every list is comma-separated.
-COMMA_LISTS = {"join", "retry_join", "dog_statsd_tags", "tags"}
+COMMA_LISTS = {
+    "join",
+    "retry_join",
+    "dog_statsd_tags",
+    "tags",
+    "http_allowed_hosts",
+    "cors_allowed_origins",
+}
 
 _EXPECTED = {
     "bool": "true or false",
@@ -239,6 +283,15 @@ _EXPECTED = {
 # -- addresses ---------------------------------------------------------------------------------
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_ORIGIN = re.compile(r"(?i)https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
+def _is_ip_text(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int]:
@@ -525,6 +578,7 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
     in_range("retry_max", 0)
     in_range("raft_multiplier", 1, 10)
     in_range("max_body_bytes", 1)
+    in_range("http_max_connections", 1)
     in_range("executions_per_job", 1)
     one_of("profile", PROFILES)
     one_of("log_level", LOG_LEVELS)
@@ -534,7 +588,7 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
             seconds = parse_duration(getattr(cfg, name))
         except ValueError as e:
             raise fail(name, str(e)) from None
-        if seconds < 0 or (seconds == 0 and name in ("retry_interval", "reconcileinterval")):
+        if seconds < 0 or (seconds == 0 and name in _POSITIVE_DURATIONS):
             raise fail(name, f'must be a positive duration, got "{getattr(cfg, name)}"')
     addresses = {
         "http_addr": None,
@@ -565,6 +619,17 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
     for name in ("join", "retry_join", "crontab_sync"):
         if any(not item.strip() for item in getattr(cfg, name)):
             raise fail(name, "must not contain empty entries")
+    for origin in cfg.cors_allowed_origins:
+        if origin.strip() != "*" and not _ORIGIN.fullmatch(origin.strip().rstrip("/")):
+            raise fail(
+                "cors_allowed_origins",
+                f'"{origin}" is not an origin: write scheme://host[:port], e.g. '
+                "https://ops.example.com, or *",
+            )
+    for host in cfg.http_allowed_hosts:
+        name = host.strip()
+        if name != "*" and not (_HOSTNAME.fullmatch(name) or _is_ip_text(name.strip("[]"))):
+            raise fail("http_allowed_hosts", f'"{host}" is not a host name (no port, no scheme)')
 
 
 def _validate_tls(cfg: Config, fail: Callable[[str, str], ConfigError]) -> None:

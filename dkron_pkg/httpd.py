@@ -1,7 +1,9 @@
 """The REST API (Dkron-compatible paths, fields and status codes) and the web UI's files.
 
-Served by the standard library's ThreadingHTTPServer. Everything the API does goes through the
-agent object (`Backend` below), so the same handlers work on a single node and in a cluster.
+Served by a threading HTTP server with connection limits (`http_conn`); every request passes
+the checks of `http_guard` (Host, Origin, length, token, type) before its body is read.
+Everything the API does goes through the agent object (`Backend` below), so the same handlers
+work on a single node and in a cluster.
 Errors are plain-text bodies as in Dkron; validation errors also name the job field in the
 `X-Error-Field` header so the UI can show the message next to it.
 """
@@ -13,18 +15,30 @@ import json
 import logging
 import mimetypes
 import re
-import socket
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from operator import itemgetter
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from dkron_pkg import __version__
+from dkron_pkg import __version__, strict_json
 from dkron_pkg.backend import ApiBackend
+from dkron_pkg.http_conn import GuardedRequestHandler, LimitedHTTPServer
+from dkron_pkg.http_guard import (
+    STATE_CHANGING,
+    HttpPolicy,
+    Refused,
+    check_body_type,
+    check_host,
+    check_origin,
+    content_length,
+    cors_headers,
+    header_safe,
+    origin_allowed,
+    policy_source,
+)
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 from dkron_pkg.metrics import PROMETHEUS_CONTENT_TYPE
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
@@ -55,15 +69,19 @@ PUBLIC_EXECUTION_FIELDS = (
     "group",
     "attempt",
 )
+KNOWN_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+JSON = "application/json"
+CRONTAB = "text/x-crontab"
+MULTIPART = "multipart/form-data"
 
 
-class ApiError(Exception):
-    """An error answered as a plain-text body with a status code."""
+class ApiError(Refused):
+    """An error answered as a plain-text body with a status code (and the job field at fault)."""
 
-    def __init__(self, status: int, message: str, field: str = ""):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+    def __init__(
+        self, status: int, message: str, field: str = "", headers: dict[str, str] | None = None
+    ):
+        super().__init__(status, message, headers)
         self.field = field
 
 
@@ -119,7 +137,7 @@ class Api:
 
     def __init__(self, backend: ApiBackend):
         self.backend = backend
-        self.routes: list[tuple[str, re.Pattern, Any]] = []
+        self.routes: list[tuple[str, re.Pattern, Any, str]] = []
         add = self._route
         add("GET", r"/health", self.health)
         add("GET", r"/v1/?", self.status)
@@ -127,7 +145,7 @@ class Api:
         add("GET", r"/v1/leader", self.leader)
         add("GET", r"/v1/isleader", self.isleader)
         add("POST", r"/v1/leave", self.leave)
-        add("POST", r"/v1/restore", self.restore)
+        add("POST", r"/v1/restore", self.restore, body=MULTIPART)
         add("GET", r"/v1/busy", self.busy)
         add("GET", r"/v1/pause", self.pause_status)
         add("POST", r"/v1/pause", self.pause)
@@ -148,25 +166,35 @@ class Api:
         add("GET", r"/v1/schedule/preview", self.schedule_preview)
         add("GET", r"/v1/raft/peers", self.raft_peers)
         add("DELETE", r"/v1/raft/peers/(?P<peer>[^/]+)", self.raft_remove_peer)
-        add("POST", r"/v1/crontab/preview", self.crontab_preview)
-        add("POST", r"/v1/crontab/apply", self.crontab_apply)
+        add("POST", r"/v1/crontab/preview", self.crontab_preview, body=CRONTAB)
+        add("POST", r"/v1/crontab/apply", self.crontab_apply, body=CRONTAB)
         add("GET", r"/metrics", self.metrics)
         add("GET", r"/debug/vars", self.debug_vars)
 
-    def _route(self, method: str, pattern: str, handler: Any) -> None:
-        self.routes.append((method, re.compile(pattern + r"\Z"), handler))
+    def _route(self, method: str, pattern: str, handler: Any, body: str = JSON) -> None:
+        """`body` is the media type a request body must have (bodyless calls need none)."""
+        self.routes.append((method, re.compile(pattern + r"\Z"), handler, body))
 
-    def match(self, method: str, path: str) -> tuple[Any, dict[str, str]] | None:
-        allowed = False
-        for m, pattern, handler in self.routes:
+    def match(self, method: str, path: str) -> tuple[Any, dict[str, str], str] | None:
+        """(handler, path parameters, body media type); None for an unknown path."""
+        for m, pattern, handler, body in self.routes:
             found = pattern.match(path)
-            if found:
-                if m == method:
-                    return handler, {k: unquote(v) for k, v in found.groupdict().items()}
-                allowed = True
+            if found and m == method:
+                return handler, {k: unquote(v) for k, v in found.groupdict().items()}, body
+        allowed = self.allowed_methods(path)
         if allowed:
-            raise ApiError(405, f"method {method} not allowed on {path}")
+            raise ApiError(
+                405, f"method {method} not allowed on {path}", headers={"Allow": allowed}
+            )
         return None
+
+    def allowed_methods(self, path: str) -> str:
+        """The Allow header for `path` ("" when no route matches it)."""
+        methods = {m for m, pattern, _, _ in self.routes if pattern.match(path)}
+        if not methods:
+            return ""
+        methods |= {"HEAD"} if "GET" in methods else set()
+        return ", ".join(m for m in KNOWN_METHODS if m in methods | {"OPTIONS"})
 
     # ----- node --------------------------------------------------------------------------
 
@@ -330,7 +358,7 @@ class Api:
             raise ApiError(result.status, result.error, (result.value or {}).get("field", ""))
         if "runoncreate" in req.query:
             self.backend.run_now(job["name"])
-        return Response(201, self._public(result.value), {"Location": f"/v1/jobs/{job['name']}"})
+        return Response(201, self._public(result.value), {"Location": _job_location(job["name"])})
 
     def _job_or_404(self, name: str) -> dict:
         job = self.backend.store.get_job(name)
@@ -353,7 +381,7 @@ class Api:
         result = self.backend.run_now(name)
         if not result.ok:
             raise ApiError(result.status, result.error)
-        return Response(202, self._public(job), {"Location": f"/v1/jobs/{name}"})
+        return Response(202, self._public(job), {"Location": _job_location(name)})
 
     def toggle_job(self, req: Request) -> Response:
         name = req.params["job"]
@@ -361,13 +389,13 @@ class Api:
         result = self.backend.toggle_job(name)
         if not result.ok:
             raise ApiError(422 if result.status != 404 else 404, result.error)
-        return Response(200, self._public(result.value), {"Location": f"/v1/jobs/{name}"})
+        return Response(200, self._public(result.value), {"Location": _job_location(name)})
 
     def restore(self, req: Request) -> Response:
         data = req.multipart_file("file")
         try:
-            payload = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+            payload = strict_json.loads(data)
+        except strict_json.JsonError as e:
             raise ApiError(400, f"Unable to parse payload: {e}") from None
         if not isinstance(payload, list):
             raise ApiError(400, "Unable to parse payload: the file must hold a JSON array of jobs")
@@ -532,6 +560,11 @@ def _parents_first(jobs: list[dict], existing: list[str]) -> list[dict] | str:
     return ordered
 
 
+def _job_location(name: str) -> str:
+    """The Location of a job: its name percent-encoded (names may be any lowercase letters)."""
+    return "/v1/jobs/" + quote(name, safe="")
+
+
 def _int_arg(req: Request, name: str, default: int) -> int:
     value = req.arg(name)
     if value is None or value == "":
@@ -561,13 +594,9 @@ class Request:
         if not self.body.strip():
             raise ApiError(400, "Unable to parse payload: empty body, expected a JSON job")
         try:
-            return json.loads(self.body)
-        except UnicodeDecodeError:
-            raise ApiError(400, "Unable to parse payload: body is not UTF-8") from None
-        except json.JSONDecodeError as e:
-            raise ApiError(
-                400, f"Unable to parse payload: {e.msg} at line {e.lineno} column {e.colno}"
-            ) from None
+            return strict_json.loads(self.body)
+        except strict_json.JsonError as e:
+            raise ApiError(400, f"Unable to parse payload: {e}") from None
 
     def multipart_file(self, field: str) -> bytes:
         ctype = self.headers.get("Content-Type", "")
@@ -583,19 +612,21 @@ class Request:
         raise ApiError(404, f'no "{field}" field in the form')
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One request: auth, size limit, routing, CORS, X-Whom, ?pretty."""
+class Handler(GuardedRequestHandler):
+    """One request: Host, Origin, length, token and type checks, then routing; CORS, X-Whom."""
 
     protocol_version = "HTTP/1.1"
     server_version = f"dkron-py/{__version__}"
     api: Api  # set on the subclass made by make_server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    expect_continue = False
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.client_address[0], *args)
+
+    def handle_expect_100(self) -> bool:
+        """Say "100 Continue" only once the checks passed and the body is wanted."""
+        self.expect_continue = True
+        return True
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -613,25 +644,45 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def do_OPTIONS(self) -> None:
-        self._send(204, b"", "text/plain", {})
+        self._handle("OPTIONS")
 
     def do_HEAD(self) -> None:
         self._handle("GET")
 
+    def unknown_method(self) -> None:
+        self._handle(self.command)
+
     def _handle(self, method: str) -> None:
         started = time.monotonic()
         self._status = 0
+        self._cors: dict[str, str] = {}
         url = urlsplit(self.path)
         path = url.path
-        query = parse_qs(url.query, keep_blank_values=True)
-        pretty = "pretty" in query
         route = "unmatched"  # a bounded label for metrics, never the raw path
+        label = method if method in KNOWN_METHODS else "OTHER"
         try:
-            body = self._read_body()
+            policy = self.server.policy()
+            host, origin = self.headers.get("Host"), self.headers.get("Origin")
+            self.unread_body = True  # until the length is known
+            check_host(policy, host)
+            self._cors = cors_headers(
+                policy, origin, self.headers.get("Access-Control-Request-Headers")
+            )
+            length = content_length(self.headers, self.api.backend.max_body_bytes)
+            self.unread_body = length > 0
+            if method not in KNOWN_METHODS:
+                allow = self.api.allowed_methods(path) or ", ".join(KNOWN_METHODS)
+                raise ApiError(405, f"method {method} is not supported", headers={"Allow": allow})
+            if method == "OPTIONS":
+                self._options(policy, path, origin, host)
+                return
             if path == "/" or path == "/ui" or path.startswith("/ui/"):
                 route = "ui"
+                if method != "GET":
+                    raise ApiError(405, f"method {method} not allowed on {path}", "", _UI_ALLOW)
                 self._static(path)
                 return
+            check_origin(policy, method, origin, host)
             if path != "/health" and not self._authorized():
                 raise ApiError(401, "missing or invalid API token (Authorization: Bearer <token>)")
             found = self.api.match(method, path)
@@ -641,40 +692,71 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(
                     404, "this agent is not a server: send API calls to a server (--server)"
                 )
-            handler, params = found
+            handler, params, body_type = found
             route = handler.__name__
+            body = b""
+            if length and method in STATE_CHANGING:
+                check_body_type(self.headers.get("Content-Type"), body_type)
+                body = self._read_body(length, policy)
+            query = parse_qs(url.query, keep_blank_values=True)
             req = Request(method, path, query, self.headers, body)
             req.params = params
             resp = handler(req)
-            self._send_json(resp, pretty)
-        except ApiError as e:
-            headers = {"X-Error-Field": e.field} if e.field else {}
+            self._send_json(resp, "pretty" in query)
+        except Refused as e:
+            if not isinstance(e, ApiError) or e.status in (401, 403, 405):
+                self.server.refusals.warn(
+                    "refused %s %s from %s: %d %s",
+                    label,
+                    header_safe(path[:200]),
+                    self.client_address[0],
+                    e.status,
+                    e.message,
+                )
+            headers = dict(e.headers)
+            field = getattr(e, "field", "")
+            if field:
+                headers["X-Error-Field"] = field
             self._send(e.status, e.message.encode(), "text/plain; charset=utf-8", headers)
         except Exception:
-            log.exception("internal error on %s %s", method, path)
+            log.exception("internal error on %s %s", label, header_safe(path))
             self._send(500, b"internal server error (see the agent's log)", "text/plain", {})
         finally:
+            self.expect_continue = False
+            if self.unread_body:
+                self.close_connection = True
             observe = getattr(self.api.backend, "observe_request", None)
             if observe:
-                observe(route, method, self._status, time.monotonic() - started)
+                observe(route, label, self._status, time.monotonic() - started)
 
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise ApiError(411, "chunked request bodies are not supported: send Content-Length")
-        length_text = self.headers.get("Content-Length")
-        if not length_text:
-            return b""
+    def _options(self, policy: HttpPolicy, path: str, origin: str | None, host: str | None) -> None:
+        """A CORS preflight: allowed for listed origins (and this server's own pages)."""
+        if origin is not None and not origin_allowed(policy, origin, host):
+            raise ApiError(
+                403,
+                f'cross-origin requests from "{header_safe(origin)}" are not allowed: add the '
+                "origin to --cors-allowed-origins",
+            )
+        allow = self.api.allowed_methods(path) or ", ".join(KNOWN_METHODS)
+        self._send(204, b"", "text/plain", {"Allow": allow})
+
+    def _read_body(self, length: int, policy: HttpPolicy) -> bytes:
+        """Read the announced body within the read timeout."""
+        self.reader.start(policy.read_timeout)
+        if self.expect_continue:
+            self.expect_continue = False
+            self.send_response_only(100)
+            self.end_headers()
         try:
-            length = int(length_text)
-        except ValueError:
-            self.close_connection = True
-            raise ApiError(400, "bad Content-Length header") from None
-        limit = self.api.backend.max_body_bytes
-        if length > limit:
-            self.close_connection = True
-            raise ApiError(413, f"request body of {length} bytes is over the limit of {limit}")
-        return self.rfile.read(length)
+            data = self.rfile.read(length)
+        except TimeoutError:
+            raise ApiError(
+                408, f"request body not received within {policy.read_timeout:g} s"
+            ) from None
+        if len(data) < length:
+            raise ApiError(400, f"request body ended after {len(data)} of {length} bytes")
+        self.unread_body = False
+        return data
 
     def _authorized(self) -> bool:
         token = self.api.backend.api_token
@@ -699,7 +781,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "not found")
         try:
             data = resources.files("dkron_pkg").joinpath("ui", *rel.split("/")).read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, OSError, ValueError):
             raise ApiError(404, f"no such UI file: {rel}") from None
         ctype = mimetypes.guess_type(rel)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype in ("application/javascript",):
@@ -717,20 +799,20 @@ class Handler(BaseHTTPRequestHandler):
         self._send(resp.status, data, ctype, resp.headers)
 
     def _send(self, status: int, data: bytes, ctype: str, headers: dict[str, str]) -> None:
+        """Send the answer; every header value made safe for HTTP (see header_safe)."""
         self._status = status
         self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("X-Whom", self.api.backend.node_name)
-        self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin") or "*")
-        self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
-        self.send_header(
-            "Access-Control-Allow-Headers",
-            self.headers.get("Access-Control-Request-Headers") or "*",
-        )
-        self.send_header("Access-Control-Expose-Headers", "*")
-        for key, value in headers.items():
-            self.send_header(key, value)
+        out = {
+            "Content-Type": ctype,
+            "Content-Length": str(len(data)),
+            "X-Whom": self.api.backend.node_name,
+            **self._cors,
+            **headers,
+        }
+        if self.unread_body or self.close_connection:
+            out["Connection"] = "close"
+        for key, value in out.items():
+            self.send_header(key, header_safe(str(value)))
         # Headers and body leave in one write: split writes meet Nagle and delayed ACKs.
         if self.command != "HEAD":
             self._headers_buffer.append(b"\r\n" + data)
@@ -739,14 +821,16 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+_UI_ALLOW = {"Allow": "GET, HEAD"}
 
 
-def make_server(host: str, port: int, backend: ApiBackend) -> Server:
-    """Bind the API on host:port (port 0 picks a free one) for `backend`."""
+def make_server(host: str, port: int, backend: ApiBackend) -> LimitedHTTPServer:
+    """Bind the API on host:port (port 0 picks a free one) for `backend`.
+
+    The HTTP limits follow `backend.config` (re-read when a SIGHUP replaces it).
+    """
     api = Api(backend)
     handler = type("BoundHandler", (Handler,), {"api": api})
-    return Server((host, port), handler)
+    return LimitedHTTPServer(
+        (host, port), handler, policy_source(lambda: getattr(backend, "config", None))
+    )

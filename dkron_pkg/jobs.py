@@ -8,6 +8,7 @@ server-maintained fields (counters, status, next, dependent_jobs) itself.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from dkron_pkg.durations import parse_duration
@@ -56,6 +57,26 @@ SERVER_FIELDS: dict[str, Any] = {
 READ_ONLY_EXTRAS = {"running"}
 MISSED_RUN_POLICIES = ("skip", "once", "all")
 MAX_MISSED_RUNS_LIMIT = 1000
+# Upper bounds (beyond Dkron, which has none): a body within --max-body-bytes may still carry a
+# 100,000-character name or retries of 1e308; these keep names, counts and numbers sane.
+MAX_NAME_CHARS = 256  # name, parent_job, and the short words: timezone, executor, ...
+MAX_TEXT_CHARS = 1024  # displayname, owner, owner_email, schedule
+MAX_RETRIES = 100
+MAX_MAP_ENTRIES = 256  # tags, metadata, executor_config, processors
+MAX_KEY_CHARS = 256  # a key in one of those maps
+STRING_LIMITS = {
+    "name": MAX_NAME_CHARS,
+    "parent_job": MAX_NAME_CHARS,
+    "timezone": MAX_NAME_CHARS,
+    "concurrency": MAX_NAME_CHARS,
+    "executor": MAX_NAME_CHARS,
+    "retry_delay": MAX_NAME_CHARS,
+    "missed_runs": MAX_NAME_CHARS,
+    "displayname": MAX_TEXT_CHARS,
+    "owner": MAX_TEXT_CHARS,
+    "owner_email": MAX_TEXT_CHARS,
+    "schedule": MAX_TEXT_CHARS,
+}
 
 
 class JobError(ValueError):
@@ -90,6 +111,9 @@ def _expect_str(payload: dict, key: str) -> str:
         raise JobError(
             f"Unable to parse payload: field {key} must be a string, got {_type_name(value)}", key
         )
+    limit = STRING_LIMITS.get(key)
+    if limit is not None and len(value) > limit:
+        raise _invalid(f"{key} is {len(value)} characters long, at most {limit} are allowed", key)
     return value
 
 
@@ -109,6 +133,8 @@ def _expect_uint(payload: dict, key: str) -> int:
     value = payload.get(key, USER_FIELDS.get(key, 0))
     if value is None:
         return int(USER_FIELDS.get(key, 0))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise JobError(f"Unable to parse payload: field {key} must be a finite number", key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise JobError(
             f"Unable to parse payload: field {key} must be a whole number, got {_type_name(value)}",
@@ -129,6 +155,7 @@ def _expect_str_map(payload: dict, key: str) -> dict[str, str] | None:
             f"got {_type_name(value)}",
             key,
         )
+    _check_map_size(value, key)
     for k, v in value.items():
         if not isinstance(v, str):
             raise JobError(
@@ -139,10 +166,23 @@ def _expect_str_map(payload: dict, key: str) -> dict[str, str] | None:
     return dict(value)
 
 
+def _check_map_size(value: dict, key: str) -> None:
+    if len(value) > MAX_MAP_ENTRIES:
+        raise _invalid(
+            f"{key} has {len(value)} entries, at most {MAX_MAP_ENTRIES} are allowed", key
+        )
+    for k in value:
+        if len(k) > MAX_KEY_CHARS:
+            raise _invalid(
+                f"{key} has a key of {len(k)} characters, at most {MAX_KEY_CHARS} are allowed", key
+            )
+
+
 def _json_hint(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    return str(v)
+    text = str(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _type_name(value: Any) -> str:
@@ -179,6 +219,7 @@ def _expect_processors(payload: dict) -> dict[str, dict[str, str]]:
         return {}
     if not isinstance(value, dict):
         raise JobError("Unable to parse payload: field processors must be an object", "processors")
+    _check_map_size(value, "processors")
     out: dict[str, dict[str, str]] = {}
     for name, cfg in value.items():
         if cfg is None:
@@ -188,6 +229,7 @@ def _expect_processors(payload: dict) -> dict[str, dict[str, str]]:
                 f"Unable to parse payload: processors.{name} must be an object of strings",
                 f"processors.{name}",
             )
+        _check_map_size(cfg, f"processors.{name}")
         out[name] = dict(cfg)
     return out
 
@@ -263,6 +305,8 @@ def normalize_job(payload: Any) -> dict[str, Any]:
             f'missed_runs must be one of skip, once, all; got "{job["missed_runs"]}"',
             "missed_runs",
         )
+    if job["retries"] > MAX_RETRIES:
+        raise _invalid(f"retries must be at most {MAX_RETRIES}", "retries")
     if job["missed_runs_limit"] > MAX_MISSED_RUNS_LIMIT:
         raise _invalid(f"missed_runs_limit must be at most {MAX_MISSED_RUNS_LIMIT}", "missed_runs")
     if job["retry_delay"]:

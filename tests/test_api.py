@@ -12,7 +12,9 @@ from agent_support import shell_job, start_agent
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    agent, client = start_agent(tmp_path_factory.mktemp("api"))
+    agent, client = start_agent(
+        tmp_path_factory.mktemp("api"), cors_allowed_origins=["http://ui.example"]
+    )
     yield client
     agent.stop()
 
@@ -35,7 +37,7 @@ def test_health_status_and_common_headers(node):
     r = node.get("/health")
     assert r.status == 200 and r.json() == {"status": "healthy"}
     assert r.headers["X-Whom"] == "node1"
-    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in r.headers  # only for listed origins
     r = node.get("/v1/")
     body = r.json()
     assert body["agent"]["name"] == "node1" and body["tags"]["server"] == "true"
@@ -452,11 +454,14 @@ def test_oversized_body_is_refused(tmp_path):
 # ----- crontab import --------------------------------------------------------------------
 
 CRONTAB = "SHELL=/bin/sh\n*/5 * * * * root echo five\n0 3 * * 1-5 root echo weekdays\n"
+AS_CRONTAB = {"Content-Type": "text/x-crontab"}
 
 
 def test_crontab_preview_then_apply_then_reapply(node):
     before = node.get("/v1/jobs").headers["X-Total-Count"]
-    r = node.request("POST", "/v1/crontab/preview?file=web-test", raw=CRONTAB.encode())
+    r = node.request(
+        "POST", "/v1/crontab/preview?file=web-test", raw=CRONTAB.encode(), headers=AS_CRONTAB
+    )
     plan = r.json()
     assert r.status == 200 and plan["errors"] == []
     assert sorted(j["schedule"] for j in plan["create"]) == sorted(
@@ -464,17 +469,23 @@ def test_crontab_preview_then_apply_then_reapply(node):
     )
     assert all(j["schedule_words"] for j in plan["create"])
     assert node.get("/v1/jobs").headers["X-Total-Count"] == before  # preview changes nothing
-    r = node.request("POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode())
+    r = node.request(
+        "POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode(), headers=AS_CRONTAB
+    )
     assert r.status == 200 and r.json()["applied"] is True
     names = [j["name"] for j in plan["create"]]
     for name in names:
         job = node.get(f"/v1/jobs/{name}").json()
         assert job["executor"] == "shell" and job["next"] > "2000"
-    again = node.request("POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode()).json()
+    again = node.request(
+        "POST", "/v1/crontab/apply?file=web-test", raw=CRONTAB.encode(), headers=AS_CRONTAB
+    ).json()
     assert again["create"] == [] and again["unchanged"] == 2
     # Removing a line from the file removes its job.
     shorter = "*/5 * * * * root echo five\n"
-    gone = node.request("POST", "/v1/crontab/apply?file=web-test", raw=shorter.encode()).json()
+    gone = node.request(
+        "POST", "/v1/crontab/apply?file=web-test", raw=shorter.encode(), headers=AS_CRONTAB
+    ).json()
     assert len(gone["delete"]) == 1
     assert sum(node.get(f"/v1/jobs/{n}").status == 200 for n in names) == 1
 
@@ -482,7 +493,9 @@ def test_crontab_preview_then_apply_then_reapply(node):
 def test_crontab_with_a_bad_line_is_rejected_whole(node):
     before = node.get("/v1/jobs").headers["X-Total-Count"]
     text = "*/5 * * * * root echo ok\n61 * * * * root echo bad\n"
-    r = node.request("POST", "/v1/crontab/apply?file=bad-test", raw=text.encode())
+    r = node.request(
+        "POST", "/v1/crontab/apply?file=bad-test", raw=text.encode(), headers=AS_CRONTAB
+    )
     assert r.status == 400
     assert any("bad minute" in e and ":2" in e for e in r.json()["errors"])
     assert node.get("/v1/jobs").headers["X-Total-Count"] == before

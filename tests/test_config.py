@@ -62,6 +62,11 @@ DKRON_KEYS = [
 OUR_KEYS = [
     "api-token",
     "max-body-bytes",
+    "http-allowed-hosts",
+    "cors-allowed-origins",
+    "http-read-timeout",
+    "http-header-timeout",
+    "http-max-connections",
     "executions-per-job",
     "shutdown-timeout",
     "log-json",
@@ -300,6 +305,11 @@ def test_wrong_types_name_key_expectation_and_source(
         ({"encrypt": base64.b64encode(b"short").decode()}, "16, 24 or 32 bytes, got 5"),
         ({"webhook_headers": ["no colon"]}, 'header "no colon" must be written "Name: value"'),
         ({"node_name": " "}, "flag --node-name: must not be empty"),
+        ({"cors_allowed_origins": ["ops.example"]}, 'flag --cors-allowed-origins: "ops.example"'),
+        ({"cors_allowed_origins": ["https://a.example/x"]}, "write scheme://host[:port]"),
+        ({"http_allowed_hosts": ["a.example:80"]}, "is not a host name (no port, no scheme)"),
+        ({"http_read_timeout": "0s"}, "flag --http-read-timeout: must be a positive duration"),
+        ({"http_max_connections": "0"}, "flag --http-max-connections: must be at least 1"),
         ({"bogus": "1"}, "unknown flag --bogus"),
     ],
 )
@@ -307,6 +317,21 @@ def test_validation_names_the_source(flags: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load(flags)
     assert message in str(info.value)
+
+
+def test_http_limits_from_the_environment() -> None:
+    cfg = load(
+        env={
+            "DKRON_HTTP_ALLOWED_HOSTS": "dkron.internal, 10.0.0.7",
+            "DKRON_CORS_ALLOWED_ORIGINS": "https://ops.example,http://[::1]:3000",
+            "DKRON_HTTP_READ_TIMEOUT": "5s",
+            "DKRON_HTTP_MAX_CONNECTIONS": "16",
+        }
+    )
+    assert cfg.http_allowed_hosts == ["dkron.internal", "10.0.0.7"]
+    assert cfg.cors_allowed_origins == ["https://ops.example", "http://[::1]:3000"]
+    assert (cfg.http_read_timeout, cfg.http_header_timeout) == ("5s", "10s")
+    assert cfg.http_max_connections == 16
 
 
 def test_validation_error_from_the_file_names_the_file(tmp_path: Path) -> None:

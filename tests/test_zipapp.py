@@ -309,6 +309,8 @@ def test_the_pyz_runs_a_working_node_from_an_empty_folder(pyz: Path, tmp_path: P
     def call(method: str, path: str, body: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(base + path, data=data, method=method)
+        if data is not None:  # as the README's curl line: -H 'Content-Type: application/json'
+            req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
 

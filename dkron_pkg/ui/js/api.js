@@ -60,15 +60,16 @@ function decode(text, contentType) {
 
 /**
  * Call the API. Returns {data, headers, status}; throws ApiError or AuthRequired.
- * `body` objects are sent as JSON, strings as plain text.
+ * `body` objects are sent as JSON, strings as `bodyType` (the server refuses bodies of a type
+ * an HTML form could send, so there is no plain-text default).
  */
-export async function api(method, path, { query, body } = {}) {
+export async function api(method, path, { query, body, bodyType } = {}) {
   const headers = { Accept: "application/json" };
   const token = getToken();
   if (token) headers.Authorization = `Bearer ${token}`;
   let payload;
   if (typeof body === "string") {
-    headers["Content-Type"] = "text/plain; charset=utf-8";
+    headers["Content-Type"] = `${bodyType}; charset=utf-8`;
     payload = body;
   } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";

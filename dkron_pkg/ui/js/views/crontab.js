@@ -101,7 +101,11 @@ export async function renderCrontab(ctx) {
   const query = () => ({ dialect: dialect.value, user: user.value.trim() });
   async function call(action) {
     try {
-      const { data } = await api("POST", `/crontab/${action}`, { query: query(), body: text.value });
+      const { data } = await api("POST", `/crontab/${action}`, {
+        query: query(),
+        body: text.value,
+        bodyType: "text/x-crontab",
+      });
       return data || {};
     } catch (err) {
       if (err instanceof ApiError && err.status === 404) {
