@@ -17,7 +17,7 @@ import pytest
 from agent_support import AgentProcess, shell_job
 
 from dkron_pkg import rpc
-from tests.security.rpc_attacker import keyless_call, run_args
+from security.rpc_attacker import keyless_call, run_args
 
 REFUSED = "handshake without the cluster key"
 

@@ -16,7 +16,7 @@ import time
 from agent_support import AgentProcess, start_agent
 
 from dkron_pkg import rpc
-from tests.security.rpc_attacker import (
+from security.rpc_attacker import (
     KIND_CALL,
     KIND_RAFT_PART,
     NONCE,
