@@ -19,10 +19,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dkron_pkg import __version__, crontab_bridge, logs, metrics, osdeps
+from dkron_pkg import __version__, crontab_bridge, logs, metrics, osdeps, rpc
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
+from dkron_pkg.cluster_key import resolve_key
 from dkron_pkg.committer import Committer
-from dkron_pkg.config import split_host_port
+from dkron_pkg.config import is_loopback, split_host_port
 from dkron_pkg.durations import parse_duration
 from dkron_pkg.httpd import make_server
 from dkron_pkg.launch import LeaderCore, NodeCore
@@ -31,7 +32,7 @@ from dkron_pkg.launch_driver import LaunchDriver, LaunchHost
 from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
 from dkron_pkg.remote_runs import RemoteRuns, Reporter
-from dkron_pkg.rpc import RpcClient, RpcError, RpcServer, decode_key
+from dkron_pkg.rpc import RpcClient, RpcError, RpcServer
 from dkron_pkg.rpc_methods import NodeRpc
 from dkron_pkg.rpc_tls import tls_of
 from dkron_pkg.runner import Runner
@@ -67,13 +68,23 @@ class Agent:
             _split_host_port(adv, 8946)[0] if adv else self.bind_host
         )
         self.rpc_port = int(config.rpc_port)
-        self.key = decode_key(getattr(config, "encrypt", "") or "")
         self.membership: Membership | None = None
         self.rpc_server: RpcServer | None = None
-        self.rpc_client = RpcClient(self.key, tls=tls_of(config))
         self.data_dir = os.path.abspath(config.data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self._lock_handle = _lock_data_dir(self.data_dir)
+        try:  # before anything listens: RPC and gossip never run without the key
+            self.cluster_key = resolve_key(config, self.data_dir)
+            if self.cluster_key.key is None and not is_loopback(self.bind_host):
+                raise ValueError(
+                    f"dev-insecure: RPC and gossip without authentication listen on loopback "
+                    f'only; bind-addr "{config.bind_addr}" is not a loopback address'
+                )
+        except ValueError:
+            _unlock_data_dir(self._lock_handle)
+            raise
+        self.key = self.cluster_key.key
+        self.rpc_client = RpcClient(self.key, tls=tls_of(config))
         self.store = Store(
             os.path.join(self.data_dir, "state.db"), int(config.executions_per_job or 100)
         )
@@ -136,8 +147,9 @@ class Agent:
             self.rpc_port,
             self.key,
             NodeRpc(self).handle,
-            self._on_raft_frame,
+            self._on_raft_frame if self.cluster is not None else None,  # else no Raft parts
             tls=self.rpc_client.tls,
+            insecure=self.key is None,
         )
         self.rpc_server.start()
         self.rpc_port = self.rpc_server.port
@@ -172,7 +184,7 @@ class Agent:
         crontab_bridge.start_crontab_sync(self)
         log.info(
             "agent %s started: API on http://%s:%d, gossip on %s:%d, RPC on %s:%d, data in %s, "
-            "%d jobs",
+            "%d jobs, RPC and gossip security: %s",
             self.node_name,
             host,
             self.http_port,
@@ -182,7 +194,13 @@ class Agent:
             self.rpc_port,
             self.data_dir,
             len(self.store.job_names()),
+            self.security_mode,
         )
+
+    @property
+    def security_mode(self) -> str:
+        """ "key" (RPC and gossip authenticated), or "insecure-dev" (--dev-insecure)."""
+        return self.cluster_key.mode
 
     @property
     def stopping(self) -> threading.Event:
@@ -652,6 +670,8 @@ class Agent:
             "cron_entries": len(self.launch.core.sched) if self.launch is not None else 0,
             "store": self.store.counts(),
             "running": self.runner.running_count(),
+            "security": self.security_mode,
+            "rpc_refused": dict(rpc.DROPPED),
         }
 
 

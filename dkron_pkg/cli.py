@@ -7,10 +7,8 @@ configuration, 1 for anything that went wrong while doing the work. Never a trac
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
-import secrets
 import sys
 import urllib.error
 import urllib.parse
@@ -159,7 +157,9 @@ def _cmd_agent(ns: argparse.Namespace) -> int:
 
 
 def _cmd_keygen(ns: argparse.Namespace) -> int:
-    print(base64.b64encode(secrets.token_bytes(16)).decode("ascii"))
+    from dkron_pkg.cluster_key import new_key_text
+
+    print(new_key_text())
     return 0
 
 

@@ -10,6 +10,11 @@ announcing the same `expect` tag, each of them starts Raft with that set of serv
 name, so they all agree) as the first configuration. A server that joins later, or restarts,
 starts Raft without a configuration and is added by the leader, which adds every alive server
 it sees in gossip and removes those that left gracefully.
+
+Trust: voters are added only from what gossip reports (every packet carries the cluster key's
+tag and is dropped without it) and from `raft.add_server` over RPC (the key proved at connect).
+No path takes a voter from unauthenticated input; only `--dev-insecure` (loopback only) runs
+gossip and RPC without the key.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dkron_pkg import miniyaml
+from dkron_pkg.cluster_key import read_key_file
 from dkron_pkg.durations import parse_duration
 
 CONFIG_NAMES = ("dkron.yml", "dkron.yaml", "dkron.json", "dkron.toml")
@@ -94,7 +95,13 @@ class Config:
         metadata=_help("scale Raft timeouts: 1 = 0.5-1 s elections, 100 ms heartbeats; up to 10"),
     )
     tags: dict[str, str] = field(default_factory=_dict, metadata=_help("node tag key=value"))
-    encrypt: str = field(default="", metadata=_help("cluster key from 'dkron keygen' (base64)"))
+    encrypt: str = field(
+        default="",
+        metadata=_help(
+            "cluster key from 'dkron keygen' (base64); without one a lone server makes one "
+            "and keeps it in <data-dir>/cluster.key"
+        ),
+    )
     log_level: str = field(default="info", metadata=_help("debug, info, warn, error, fatal"))
     datacenter: str = field(default="dc1", metadata=_help("datacenter name (tag 'dc')"))
     region: str = field(default="global", metadata=_help("region name (tag 'region')"))
@@ -179,6 +186,15 @@ class Config:
     rpc_tls_key: str = field(default="", metadata=_help("PEM private key of --rpc-tls-cert"))
     rpc_tls_ca: str = field(
         default="", metadata=_help("PEM CA: peers must present a certificate it signed (mTLS)")
+    )
+    encrypt_file: str = field(
+        default="", metadata=_help("file holding the cluster key (instead of --encrypt)")
+    )
+    dev_insecure: bool = field(
+        default=False,
+        metadata=_help(
+            "DEVELOPMENT ONLY: no cluster key, RPC and gossip unauthenticated and on loopback only"
+        ),
     )
     # -- not keys: where the values came from ----------------------------------------------------
     config_file: str = field(default="", metadata={"key": False})
@@ -611,6 +627,7 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
             raise fail("encrypt", "must be base64 text, as printed by 'dkron keygen'") from None
         if len(key) not in (16, 24, 32):
             raise fail("encrypt", f"must decode to 16, 24 or 32 bytes, got {len(key)}")
+    _validate_key(cfg, fail)
     _validate_tls(cfg, fail)
     for name in ("webhook_headers", "pre_webhook_headers"):
         for header in getattr(cfg, name):
@@ -630,6 +647,38 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
         name = host.strip()
         if name != "*" and not (_HOSTNAME.fullmatch(name) or _is_ip_text(name.strip("[]"))):
             raise fail("http_allowed_hosts", f'"{host}" is not a host name (no port, no scheme)')
+
+
+def _validate_key(cfg: Config, fail: Callable[[str, str], ConfigError]) -> None:
+    """One source of the cluster key at most; development mode only on loopback."""
+    if cfg.encrypt and cfg.encrypt_file:
+        raise fail("encrypt_file", "give the cluster key once: encrypt or encrypt-file, not both")
+    if cfg.dev_insecure:
+        for name in ("encrypt", "encrypt_file"):
+            if getattr(cfg, name):
+                raise fail(name, "dev-insecure turns the cluster key off: do not give both")
+        host, _ = split_host_port(cfg.bind_addr, DEFAULT_BIND_PORT)
+        if not is_loopback(host):
+            raise fail(
+                "dev_insecure",
+                f"RPC and gossip without authentication listen on loopback only; bind-addr "
+                f'"{cfg.bind_addr}" is not a loopback address (use 127.0.0.1)',
+            )
+    if cfg.encrypt_file:
+        try:
+            read_key_file(cfg.encrypt_file)
+        except ValueError as e:
+            raise fail("encrypt_file", str(e)) from None
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback IP addresses (an empty host means every interface)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _validate_tls(cfg: Config, fail: Callable[[str, str], ConfigError]) -> None:

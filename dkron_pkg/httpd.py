@@ -199,7 +199,8 @@ class Api:
     # ----- node --------------------------------------------------------------------------
 
     def health(self, req: Request) -> Response:
-        return Response(200, {"status": "healthy"})
+        security = getattr(self.backend, "security_mode", None)  # "key" or "insecure-dev"
+        return Response(200, {"status": "healthy", **({"security": security} if security else {})})
 
     def status(self, req: Request) -> Response:
         b = self.backend

@@ -1486,13 +1486,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--addr", required=True, help="RPC address ip:port to listen on")
     parser.add_argument("--data", required=True, help="data directory")
     parser.add_argument("--peer", action="append", default=[], help="id=ip:port (repeat)")
-    parser.add_argument("--encrypt", default="", help="cluster key (base64)")
+    parser.add_argument("--encrypt", required=True, help="cluster key (base64, `dkron keygen`)")
     parser.add_argument("--no-fsync", action="store_true")
     for flag in ("cert", "key", "ca"):
         parser.add_argument(f"--rpc-tls-{flag}", default="", help="as for `dkron agent`")
     args = parser.parse_args(argv)
     try:
         key = decode_key(args.encrypt)
+        if key is None:
+            raise ValueError("--encrypt: the RPC port needs the cluster key")
         tls = load_tls(args.rpc_tls_cert, args.rpc_tls_key, args.rpc_tls_ca)
         peers = dict(p.split("=", 1) for p in args.peer)
     except ValueError as exc:

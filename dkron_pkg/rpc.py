@@ -4,12 +4,24 @@ One listener per node (the RPC port, 6868) carries everything servers and agents
 other: Raft messages, forwarded writes, run requests and execution reports.
 
 Wire format. On connect the server sends a 16-byte nonce; the client answers with its own nonce
-and, when a cluster key is set, HMAC-SHA256(key, "dkron-rpc" + both nonces) proving it has the
-key. Both sides then derive a session key from the key and the nonces. Every frame is
+and HMAC-SHA256(key, "dkron-rpc" + both nonces) proving it has the cluster key. Both sides then
+derive a session key from the key and the nonces. Every frame is
 `u32 length | u8 kind | u64 sequence | payload | tag`, where tag = HMAC-SHA256(session key,
-direction + kind + sequence + payload) (absent without a key) and sequences strictly increase per
-direction, so a frame can be neither forged, altered, nor replayed on this or another connection.
-Frames that fail any check are dropped with a counted, logged reason, and the connection closes.
+direction + kind + sequence + payload) and sequences strictly increase per direction, so a frame
+can be neither forged, altered, nor replayed on this or another connection. Frames that fail any
+check are dropped with a counted, logged reason, and the connection closes.
+
+A server always has a key (see cluster_key): nothing a peer sends is read as a frame before it
+proved the key. Only the development mode (`insecure=True`, `--dev-insecure`) runs without one;
+there is then no proof and no tag, and the agent listens on loopback only.
+
+Bounds, so that no peer, with the key or without, can exhaust a node: a peer has
+`HANDSHAKE_SECONDS` to finish TLS and prove the key; an authenticated connection that sends
+nothing for `IDLE_SECONDS` is closed (clients retire theirs earlier, `CLIENT_REUSE_SECONDS`, so a
+call never races the close); at most `MAX_HANDSHAKES` connections may be proving the key and
+`MAX_CONNECTIONS` be open at once, further ones are closed at once; a frame's length is checked
+before its body is read; Raft parts are taken only by a node that runs Raft, at most
+`MAX_RAFT_MESSAGE` bytes per message and `MAX_RAFT_PARTS_TOTAL` over all connections at once.
 
 Kinds: CALL (request id, method, JSON arguments) -> REPLY (request id, JSON result or error),
 CAST (one-way JSON), RAFT (opaque bytes for the Raft driver), RAFT_PART (a piece of a Raft
@@ -35,6 +47,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -51,6 +64,13 @@ MAX_FRAME = 64 * 1024 * 1024
 KIND_CALL, KIND_REPLY, KIND_CAST, KIND_RAFT, KIND_RAFT_PART = 1, 2, 3, 4, 5
 RAFT_PART_BYTES = 8 * 1024 * 1024
 MAX_RAFT_MESSAGE = 4 * 1024 * 1024 * 1024
+MAX_RAFT_PARTS_TOTAL = MAX_RAFT_MESSAGE  # one snapshot's worth, over all connections at once
+HANDSHAKE_SECONDS = 5.0
+IDLE_SECONDS = 300.0
+CLIENT_REUSE_SECONDS = 240.0
+MAX_HANDSHAKES = 64
+MAX_CONNECTIONS = 1024
+DROP_LOG_EVERY_SECONDS = 10.0
 _HEAD = struct.Struct(">IBQ")  # length (of kind..end), kind, sequence
 _DONTWAIT: int | None = getattr(socket, "MSG_DONTWAIT", None)
 
@@ -67,6 +87,9 @@ class FrameError(Exception):
 
 DROPPED: Counter[str] = Counter()
 INLINE_METHODS: set[str] = set()
+_drop_log_lock = threading.Lock()
+_drop_logged: dict[str, float] = {}
+_drop_quiet: Counter[str] = Counter()
 
 
 def answer_inline(method: str) -> None:
@@ -77,8 +100,21 @@ def answer_inline(method: str) -> None:
 
 
 def _drop(reason: str, peer: str) -> None:
+    """Count a refused connection and log it; under a flood, one line per reason every
+    DROP_LOG_EVERY_SECONDS with the number left unsaid."""
     DROPPED[reason] += 1
-    log.warning("rpc: dropped connection from %s: %s", peer, reason)
+    now = time.monotonic()
+    with _drop_log_lock:
+        last = _drop_logged.get(reason)
+        if last is not None and now - last < DROP_LOG_EVERY_SECONDS:
+            _drop_quiet[reason] += 1
+            return
+        if len(_drop_logged) > 1000:
+            _drop_logged.clear()
+        _drop_logged[reason] = now
+        quiet = _drop_quiet.pop(reason, 0)
+    more = f" (and {quiet} more like it since)" if quiet else ""
+    log.warning("rpc: dropped connection from %s: %s%s", peer, reason, more)
 
 
 class _Channel:
@@ -177,9 +213,18 @@ class _Channel:
         self.sock.close()
 
 
-def _read_exact(sock: socket.socket | TlsStream, n: int) -> bytes:
+def _read_exact(sock: socket.socket | TlsStream, n: int, deadline: float | None = None) -> bytes:
+    """Exactly `n` bytes; with a deadline (monotonic), TimeoutError once it has passed."""
     buf = bytearray()
     while len(buf) < n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("deadline passed")
+            if isinstance(sock, TlsStream):
+                sock.deadline = deadline  # kept for every socket read under the TLS record
+            else:
+                sock.settimeout(left)
         chunk = sock.recv(n - len(buf))
         if not chunk:
             raise ConnectionError("connection closed")
@@ -242,7 +287,10 @@ class _Workers:
 
 
 class RpcServer:
-    """Accepts connections and dispatches frames to `handler` (calls) and `on_raft` (bytes)."""
+    """Accepts connections and dispatches frames to `handler` (calls) and `on_raft` (bytes).
+
+    `key` is required: only `insecure=True` (development mode) lets a server run without one.
+    Without `on_raft` the server takes no Raft messages (a peer sending one is dropped)."""
 
     def __init__(
         self,
@@ -252,7 +300,11 @@ class RpcServer:
         handler: Handler,
         on_raft: Callable[[bytes, str], None] | None = None,
         tls: RpcTls | None = None,
+        *,
+        insecure: bool = False,
     ):
+        if key is None and not insecure:
+            raise ValueError("rpc: the RPC server needs the cluster key (see --encrypt)")
         self.key = key
         self.tls = tls
         self.handler = handler
@@ -262,6 +314,9 @@ class RpcServer:
         self._stop = threading.Event()
         self._conns: set[_Channel] = set()
         self._lock = threading.Lock()
+        self._open = 0  # connections with a thread, proving the key or authenticated
+        self._proving = 0  # of those, the ones that have not proved the key yet
+        self._parts_held = 0  # bytes of Raft parts buffered over all connections
         self._workers = _Workers("rpc-call")
         self._thread = threading.Thread(target=self._accept_loop, name="rpc-accept", daemon=True)
 
@@ -275,21 +330,58 @@ class RpcServer:
                 sock, addr = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(
-                target=self._serve, args=(sock, f"{addr[0]}:{addr[1]}"), daemon=True
-            ).start()
+            peer = f"{addr[0]}:{addr[1]}"
+            refused = self._admit()
+            if refused:
+                sock.close()  # at once: a flood costs neither a thread nor a buffer
+                _drop(refused, peer)
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(sock, peer), daemon=True).start()
+            except RuntimeError:  # no thread to be had: refuse this one
+                self._release(proving=True)
+                sock.close()
+                _drop("no thread for a new connection", peer)
+
+    def _admit(self) -> str | None:
+        """Take a connection slot, or say why there is none."""
+        with self._lock:
+            if self._open >= MAX_CONNECTIONS:
+                return f"too many connections (limit {MAX_CONNECTIONS})"
+            if self._proving >= MAX_HANDSHAKES:
+                return f"too many connections proving the key (limit {MAX_HANDSHAKES})"
+            self._open += 1
+            self._proving += 1
+            return None
+
+    def _release(self, proving: bool) -> None:
+        with self._lock:
+            self._open -= 1
+            if proving:
+                self._proving -= 1
+
+    def _proved(self) -> None:
+        with self._lock:
+            self._proving -= 1
 
     def _handshake(self, raw: socket.socket, peer: str) -> _Channel:
-        raw.settimeout(10)
-        sock = raw if self.tls is None else _accept_tls(raw, self.tls)
-        server_nonce = os.urandom(NONCE)
-        sock.sendall(server_nonce)
-        client_nonce = _read_exact(sock, NONCE)
-        if self.key is not None:
-            proof = _read_exact(sock, TAG)
-            if not hmac.compare_digest(proof, _proof(self.key, server_nonce, client_nonce)):
-                raise FrameError("handshake without the cluster key")
-        sock.settimeout(None)
+        """TLS (if configured), nonces and the proof of the key, all within HANDSHAKE_SECONDS."""
+        deadline = time.monotonic() + HANDSHAKE_SECONDS
+        raw.settimeout(HANDSHAKE_SECONDS)
+        try:
+            sock = raw if self.tls is None else _accept_tls(raw, self.tls, deadline)
+            server_nonce = os.urandom(NONCE)
+            sock.sendall(server_nonce)
+            client_nonce = _read_exact(sock, NONCE, deadline)
+            if self.key is not None:
+                proof = _read_exact(sock, TAG, deadline)
+                if not hmac.compare_digest(proof, _proof(self.key, server_nonce, client_nonce)):
+                    raise FrameError("handshake without the cluster key")
+        except TimeoutError:
+            raise FrameError(f"no proof of the cluster key within {HANDSHAKE_SECONDS:g}s") from None
+        except ConnectionError:
+            raise FrameError("closed before proving the cluster key") from None
+        sock.settimeout(IDLE_SECONDS)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = _session_key(self.key, server_nonce, client_nonce)
         return _Channel(sock, self.key, session, b"s")
@@ -297,31 +389,26 @@ class RpcServer:
     def _serve(self, sock: socket.socket, peer: str) -> None:
         try:
             chan = self._handshake(sock, peer)
-        except (OSError, ConnectionError, FrameError) as e:
+        except (OSError, FrameError) as e:
+            self._release(proving=True)
             _drop(str(e) if isinstance(e, FrameError) else "handshake failed", peer)
             sock.close()
             return
+        self._proved()
         with self._lock:
             self._conns.add(chan)
-        parts: list[bytes] = []
-        parts_size = 0
+        parts = _Parts(self)
         try:
             while not self._stop.is_set():
                 kind, payload = chan.recv()
+                if kind in (KIND_RAFT, KIND_RAFT_PART) and self.on_raft is None:
+                    raise FrameError("Raft message to a node that runs no Raft")
                 if kind == KIND_RAFT:
-                    if self.on_raft is not None:
-                        self.on_raft(payload, peer)
+                    self.on_raft(payload, peer)  # type: ignore[misc]
                 elif kind == KIND_RAFT_PART:
-                    if not payload or payload[0] > 1:
-                        raise FrameError("malformed Raft part")
-                    parts_size += len(payload) - 1
-                    if parts_size > MAX_RAFT_MESSAGE:
-                        raise FrameError(f"Raft message in parts exceeds {MAX_RAFT_MESSAGE} bytes")
-                    parts.append(payload[1:])
-                    if payload[0] == 1:
-                        data, parts, parts_size = b"".join(parts), [], 0
-                        if self.on_raft is not None:
-                            self.on_raft(data, peer)
+                    data = parts.add(payload)
+                    if data is not None:
+                        self.on_raft(data, peer)  # type: ignore[misc]
                 elif kind in (KIND_CALL, KIND_CAST):
                     try:
                         msg = json.loads(payload)
@@ -345,12 +432,28 @@ class RpcServer:
             _drop(str(e), peer)
         except ssl.SSLError as e:
             _drop(f"TLS error: {tls_reason(e)}", peer)
+        except TimeoutError:
+            log.debug("rpc: closed %s, idle for %gs", peer, IDLE_SECONDS)
         except (OSError, ConnectionError):
             pass
         finally:
+            parts.clear()
             with self._lock:
                 self._conns.discard(chan)
+            self._release(proving=False)
             chan.close()
+
+    def _hold_parts(self, size: int) -> bool:
+        """Reserve `size` bytes of the node's Raft-parts budget; False when it is spent."""
+        with self._lock:
+            if self._parts_held + size > MAX_RAFT_PARTS_TOTAL:
+                return False
+            self._parts_held += size
+            return True
+
+    def _free_parts(self, size: int) -> None:
+        with self._lock:
+            self._parts_held -= size
 
     def _run(self, method: str, args: Any, peer: str) -> Any:
         try:
@@ -410,13 +513,46 @@ class RpcServer:
             chan.close()
 
 
-def _accept_tls(raw: socket.socket, tls: RpcTls) -> TlsStream:
+class _Parts:
+    """The Raft message one connection is receiving in parts, held against the server's
+    budget so that all connections together never hold more than MAX_RAFT_PARTS_TOTAL."""
+
+    def __init__(self, server: RpcServer):
+        self.server = server
+        self.pieces: list[bytes] = []
+        self.size = 0
+
+    def add(self, payload: bytes) -> bytes | None:
+        """Take one part; the whole message once the last part is in, else None."""
+        if not payload or payload[0] > 1:
+            raise FrameError("malformed Raft part")
+        size = len(payload) - 1
+        if self.size + size > MAX_RAFT_MESSAGE:
+            raise FrameError(f"Raft message in parts exceeds {MAX_RAFT_MESSAGE} bytes")
+        if not self.server._hold_parts(size):
+            raise FrameError(f"Raft parts over this node's budget of {MAX_RAFT_PARTS_TOTAL} bytes")
+        self.size += size
+        self.pieces.append(payload[1:])
+        if payload[0] != 1:
+            return None
+        data = b"".join(self.pieces)
+        self.clear()
+        return data
+
+    def clear(self) -> None:
+        self.server._free_parts(self.size)
+        self.pieces, self.size = [], 0
+
+
+def _accept_tls(raw: socket.socket, tls: RpcTls, deadline: float) -> TlsStream:
     """The server side of the TLS handshake; FrameError (a counted reason) if it fails."""
     stream = TlsStream(raw, tls.server, server_side=True)
     try:
-        stream.handshake()
+        stream.handshake(deadline)
     except ssl.SSLError as e:
         raise FrameError(f"TLS handshake refused: {tls_reason(e)}") from None
+    except TimeoutError:
+        raise
     except (OSError, ConnectionError):
         raise FrameError("TLS handshake not completed (a client without TLS?)") from None
     return stream
@@ -446,7 +582,16 @@ class _Connection:
         self.pending: dict[int, Future] = {}
         self.lock = threading.Lock()
         self.alive = True
+        self.last_sent = time.monotonic()
         threading.Thread(target=self._read_loop, name=f"rpc-{addr}", daemon=True).start()
+
+    def usable(self) -> bool:
+        """Alive, and not so idle that the server may be closing it (IDLE_SECONDS)."""
+        return self.alive and time.monotonic() - self.last_sent < CLIENT_REUSE_SECONDS
+
+    def send(self, kind: int, payload: bytes) -> None:
+        self.last_sent = time.monotonic()
+        self.chan.send(kind, payload)
 
     def _read_loop(self) -> None:
         try:
@@ -485,8 +630,10 @@ class RpcClient:
     def _conn(self, addr: str) -> _Connection:
         with self._lock:
             conn = self._conns.get(addr)
-            if conn is not None and conn.alive:
+            if conn is not None and conn.usable():
                 return conn
+        if conn is not None and conn.alive:
+            conn.chan.close()  # idle for long: a fresh one cannot race the server's close
         try:
             conn = _Connection(addr, self.key, self.connect_timeout, self.tls)
         except ssl.SSLError as e:
@@ -505,7 +652,7 @@ class RpcClient:
         with conn.lock:
             conn.pending[req_id] = fut
         try:
-            conn.chan.send(KIND_CALL, _encode_call(req_id, method, args))
+            conn.send(KIND_CALL, _encode_call(req_id, method, args))
             reply = fut.result(timeout=timeout)
         except FutureTimeout:
             raise RpcError(f"{method} on {addr}: no answer within {timeout:g}s") from None
@@ -523,7 +670,7 @@ class RpcClient:
         """Send a one-way message; RpcError if the peer cannot be reached."""
         conn = self._conn(addr)
         try:
-            conn.chan.send(KIND_CAST, _encode_call(0, method, args))
+            conn.send(KIND_CAST, _encode_call(0, method, args))
         except OSError as e:
             conn.alive = False
             raise RpcError(f"{method} on {addr}: {e}") from None
@@ -535,13 +682,13 @@ class RpcClient:
         try:
             conn = self._conn(addr)
             if len(data) <= RAFT_PART_BYTES:
-                conn.chan.send(KIND_RAFT, data)
+                conn.send(KIND_RAFT, data)
                 return True
             view = memoryview(data)
             for start in range(0, len(data), RAFT_PART_BYTES):
                 last = start + RAFT_PART_BYTES >= len(data)
                 piece = view[start : start + RAFT_PART_BYTES]
-                conn.chan.send(KIND_RAFT_PART, (b"\x01" if last else b"\x00") + piece)
+                conn.send(KIND_RAFT_PART, (b"\x01" if last else b"\x00") + piece)
             return True
         except (RpcError, OSError):
             return False
@@ -553,9 +700,10 @@ class RpcClient:
             return False
         with self._lock:
             conn = self._conns.get(addr)
-        if conn is None or not conn.alive:
+        if conn is None or not conn.usable():
             return False
         try:
+            conn.last_sent = time.monotonic()
             return conn.chan.send_nowait(KIND_RAFT, data)
         except OSError:
             conn.alive = False

@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 
 _RECV_CHUNK = 65536
@@ -100,16 +101,29 @@ class TlsStream:
         self._ssl_lock = threading.Lock()  # guards the SSL object and both buffers
         self._send_lock = threading.Lock()  # keeps socket writes in production order
         self._backlog: list[bytes] = []  # TLS output produced while reading, not yet sent
+        self.deadline: float | None = None  # monotonic; reads past it raise TimeoutError
 
-    def handshake(self) -> None:
-        """Complete the TLS handshake (before the stream is shared between threads)."""
+    def _recv_raw(self) -> bytes:
+        """Bytes from the socket, within `deadline` when one is set (a peer that trickles
+        bytes cannot stretch the time it is given)."""
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("deadline passed")
+            self.sock.settimeout(left)
+        return self.sock.recv(_RECV_CHUNK)
+
+    def handshake(self, deadline: float | None = None) -> None:
+        """Complete the TLS handshake (before the stream is shared between threads), by
+        `deadline` (monotonic) when given."""
+        self.deadline = deadline
         while True:
             try:
                 self._obj.do_handshake()
                 break
             except ssl.SSLWantReadError:
                 self._send_pending()
-                data = self.sock.recv(_RECV_CHUNK)
+                data = self._recv_raw()
                 if not data:
                     raise ConnectionError("peer closed the connection during the TLS handshake")
                 self._in.write(data)
@@ -185,7 +199,7 @@ class TlsStream:
             self._flush_backlog()
             if data is not None:
                 return data
-            raw = self.sock.recv(_RECV_CHUNK)
+            raw = self._recv_raw()
             if not raw:
                 return b""
             with self._ssl_lock:
@@ -206,6 +220,8 @@ class TlsStream:
             self._send_lock.release()
 
     def settimeout(self, value: float | None) -> None:
+        """Time allowed for each read; ends the handshake deadline."""
+        self.deadline = None
         self.sock.settimeout(value)
 
     def setsockopt(self, level: int, option: int, value: int) -> None:

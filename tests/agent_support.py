@@ -21,6 +21,10 @@ from dkron_pkg.agent import Agent
 from dkron_pkg.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
+# The cluster key every AgentProcess gets unless a test gives its own (or key=None: a lone
+# server then makes its own key, an agent without one refuses to start).
+TEST_KEY = "dGVzdC1jbHVzdGVyLWtleQ=="  # base64 of b"test-cluster-key"
+KEY_FLAGS = ("--encrypt", "--encrypt-file", "--dev-insecure")
 API_LINE = re.compile(r"API on http://[^\s:]+:(\d+), gossip on [^\s:]+:(\d+), RPC on [^\s:]+:(\d+)")
 
 
@@ -148,6 +152,7 @@ class AgentProcess:
         env=None,
         server: bool = True,
         expect: int = 1,
+        key: str | None = TEST_KEY,
     ):
         self.port = 0
         self.gossip_port = 0
@@ -157,6 +162,7 @@ class AgentProcess:
         self.extra = extra
         self.server = server
         self.expect = expect
+        self.key = key
         self.env = {**os.environ, **(env or {})}
         self.log_path = data_dir.parent / f"{node}-{next(self._serial)}.log"
         self.proc: subprocess.Popen | None = None
@@ -181,8 +187,15 @@ class AgentProcess:
             str(self.rpc_port),
             "--profile",
             "local",
+            *self._key_flags(),
             *self.extra,
         ]
+
+    def _key_flags(self) -> tuple[str, ...]:
+        """The shared test key, unless the test chose how this node gets its key."""
+        if self.key is None or any(a.split("=")[0] in KEY_FLAGS for a in self.extra):
+            return ()
+        return ("--encrypt", self.key)
 
     def start(self, timeout: float = 30.0) -> AgentProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,15 @@ through the server's API, and a node killed mid-run fails its execution instead 
 
 from __future__ import annotations
 
+import base64
 import time
 
 import pytest
-from agent_support import AgentProcess, shell_job
+from agent_support import TEST_KEY, AgentProcess, shell_job
 
 from dkron_pkg.rpc import RpcClient, RpcError
+
+KEY = base64.b64decode(TEST_KEY)  # the cluster key every AgentProcess gets
 
 
 def seed_of(node) -> str:
@@ -166,7 +169,7 @@ def test_a_node_refuses_runs_from_a_leader_older_than_one_that_asked_it(tmp_path
     request from the deposed leader (term 6) is refused, so it cannot start a launch the new
     leader is settling; the node also says when it started, for the lost-run rule."""
     worker = AgentProcess(tmp_path / "wrk", node="wrk", server=False).start()
-    client = RpcClient(None)
+    client = RpcClient(KEY)
     addr = f"127.0.0.1:{worker.rpc_port}"
     job = shell_job("fenced", "echo ran")
     request = {"job": job, "attempt": 1, "scheduled_ns": None, "report_to": "127.0.0.1:9"}
@@ -189,7 +192,7 @@ def test_a_restarted_node_still_refuses_the_deposed_leader(tmp_path):
     """A node killed and restarted while a deposed leader was paused keeps the newest term it
     saw (on disk), so that leader cannot start a launch there that the new leader settles."""
     worker = AgentProcess(tmp_path / "wrk", node="wrk", server=False).start()
-    client = RpcClient(None)
+    client = RpcClient(KEY)
     job = shell_job("fenced", "echo ran")
     request = {"job": job, "attempt": 1, "scheduled_ns": None, "report_to": "127.0.0.1:9"}
     try:
@@ -198,7 +201,7 @@ def test_a_restarted_node_still_refuses_the_deposed_leader(tmp_path):
         worker.kill9()
         worker.start()
         client.close()
-        client = RpcClient(None)
+        client = RpcClient(KEY)
         addr = f"127.0.0.1:{worker.rpc_port}"
         with pytest.raises(RpcError, match="newer leader"):
             client.call(addr, "agent.run", {**request, "group": 1, "term": 6}, timeout=10)

@@ -76,6 +76,8 @@ OUR_KEYS = [
     "rpc-tls-cert",
     "rpc-tls-key",
     "rpc-tls-ca",
+    "encrypt-file",
+    "dev-insecure",
 ]
 
 

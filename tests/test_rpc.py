@@ -160,8 +160,10 @@ def test_oversized_frame_is_dropped(server):
     assert wait_until(lambda: rpc.DROPPED["oversized frame (67108865 bytes)"] >= 1)
 
 
-def test_without_a_key_both_sides_talk_plainly():
-    srv = rpc.RpcServer("127.0.0.1", 0, None, lambda m, a, p: a).start()
+def test_without_a_key_both_sides_talk_plainly_in_development_mode_only():
+    with pytest.raises(ValueError, match="needs the cluster key"):
+        rpc.RpcServer("127.0.0.1", 0, None, lambda m, a, p: a)
+    srv = rpc.RpcServer("127.0.0.1", 0, None, lambda m, a, p: a, insecure=True).start()
     try:
         assert rpc.RpcClient(None).call(f"127.0.0.1:{srv.port}", "echo", [1]) == [1]
     finally:
