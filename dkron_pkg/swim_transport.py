@@ -387,11 +387,11 @@ class GossipTransport:
             age = now - state.opened
             reader = state.reader
             if reader.authenticated or (self.key is None and reader.size is not None):
-                limit, what = self.profile.tcp_timeout, "a complete frame"
+                limit, what = self.profile.tcp_timeout, "complete frame"
             else:
-                limit, what = self.head_timeout, "a valid frame head"
+                limit, what = self.head_timeout, "valid frame head"
             if age > limit:
-                self._drop(conn, "tcp_timeouts", f"closed: sent no {what} within {limit:g} s")
+                self._drop(conn, "tcp_timeouts", f"closed: no {what} within {limit:g} s")
 
     def _read_stream(self, conn: socket.socket) -> None:
         state = self._inbound.get(conn)
