@@ -19,7 +19,8 @@ randomness; this core only reacts to what it is given:
     counted in ``stats`` (``dropped_auth``: not proven to come from a key holder;
     ``dropped_replay``: replayed, outside the time window or addressed to another node;
     ``dropped_decode``: garbled or absurd; ``dropped_invalid``: inconsistent with its
-    envelope); ``drain_refusals()`` gives one line for each. Nothing raises, whatever the
+    envelope, or absurd messages handed to ``receive_messages``); ``drain_refusals()`` gives
+    one line for each. Nothing raises, whatever the
     bytes. ``receive_messages(now, msgs)`` takes messages decoded elsewhere (checked the same
     way); ``admit(now, envelope)`` tells whether a keyed packet would be refused as a replay
     (so a TCP frame can be refused from its head).
@@ -506,16 +507,16 @@ class SwimNode:
         return self._apply(now, msgs, reliable)
 
     def receive_messages(
-        self, now: float, msgs: Iterable[wire.Message], reliable: bool = False
+        self, now: float, msgs: list[wire.Message], reliable: bool = False
     ) -> list[Outgoing]:
         """Handle messages a driver decoded itself; each is checked for sense first
         (``swim_codec.message_problem``) and the batch is refused whole if one is absurd."""
         self._now = now
         self.stats["packets_in"] += 1
-        try:
-            batch = list(msgs)
-        except TypeError:
-            batch = [msgs]
+        if not isinstance(msgs, (list, tuple)):
+            self._refuse("dropped_invalid", None, "messages are not a list")
+            return []
+        batch = list(msgs)
         for msg in batch:
             problem = wire.message_problem(msg)
             if problem is not None:

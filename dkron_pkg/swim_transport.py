@@ -275,9 +275,9 @@ class GossipTransport:
             try:
                 self._step()
             except Exception:  # a bug must not end gossip: log it, drop what caused it
-                self._own_stats["errors"] += 1
+                self._count("errors")
                 log.exception("gossip: unexpected error, the input that caused it is dropped")
-                time.sleep(0.01)
+                time.sleep(0.1)
 
     def _step(self) -> None:
         core = self._core
@@ -335,6 +335,10 @@ class GossipTransport:
                 return
             self._send_locked(out)
 
+    def _count(self, stat: str) -> None:
+        with self._lock:
+            self._own_stats[stat] += 1
+
     # ------------------------------------------------------------------ inbound TCP
 
     def _accept(self) -> None:
@@ -343,7 +347,7 @@ class GossipTransport:
         except (BlockingIOError, InterruptedError):
             return
         if len(self._inbound) >= self.max_tcp_conns and not self._evict_unproven():
-            self._own_stats["tcp_refused"] += 1
+            self._count("tcp_refused")
             self._log.warn(
                 f"gossip TCP connection from {peer[0]}:{peer[1]} refused: "
                 f"{self.max_tcp_conns} connections already open"
@@ -371,15 +375,15 @@ class GossipTransport:
         except (KeyError, ValueError):
             pass
         conn.close()
-        if stat is not None:
-            peer = state.peer if state else ("?", 0)
+        if stat is None:
+            return
+        peer = state.peer if state else ("?", 0)
+        if stat in self._own_stats:  # the connection itself: counted and logged here
+            self._count(stat)
+            self._log.warn(f"gossip TCP connection from {peer[0]}:{peer[1]} {reason}")
+        else:  # what it carried: counted and explained by the core, as for UDP
             with self._lock:
-                if stat in self._own_stats:
-                    self._own_stats[stat] += 1
-                else:
-                    self._core.note_refusal(stat, peer, f"TCP frame {reason}")
-            if stat in self._own_stats:
-                self._log.warn(f"gossip TCP connection from {peer[0]}:{peer[1]} {reason}")
+                self._core.note_refusal(stat, peer, f"TCP frame {reason}")
 
     def _expire_inbound(self) -> None:
         now = time.monotonic()
@@ -442,7 +446,7 @@ class GossipTransport:
                 try:
                     self._tcp_out.put_nowait(o)
                 except queue.Full:
-                    self._own_stats["tcp_send_dropped"] += 1
+                    self._count("tcp_send_dropped")
                 continue
             try:
                 self._udp.sendto(o.data, (o.addr, o.port))
