@@ -156,13 +156,13 @@ class GossipTransport:
 
     def start(self) -> None:
         self.advertise_addr = resolve_ip(self.advertise_addr)
+        self._bind()
         if self.key is None:
             log.warning(
                 "gossip on port %s runs WITHOUT a cluster key: any packet is believed "
                 "(development only)",
                 self.port,
             )
-        self._bind()
         now = time.time()
         self._core = SwimNode(
             self.name,
