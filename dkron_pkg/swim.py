@@ -3,18 +3,27 @@
 The driver (the agent's event loop, or the simulator in tests) owns sockets, clocks and
 randomness; this core only reacts to what it is given:
 
-``SwimNode(name, addr, port, tags, profile, rng, key=None)``
-    ``profile`` is a :class:`~dkron_pkg.swim_profiles.Profile` (``LAN``, ``WAN``, ``LOCAL``,
+``SwimNode(name, addr, port, tags, profile, rng, key=None, now=0.0, epoch=None)``
+    ``addr`` must be an IP address (the driver resolves names). ``profile`` is a
+    :class:`~dkron_pkg.swim_profiles.Profile` (``LAN``, ``WAN``, ``LOCAL``,
     ``get_profile(name)``), ``rng`` a ``random.Random``, ``key`` the raw cluster key
-    (``swim_codec.parse_key(--encrypt)``) or None.
+    (``swim_codec.parse_key(--encrypt)``) or None, ``epoch`` a random number drawn at each
+    process start (drawn from ``rng`` when not given).
 ``join(seeds, now, max_attempts=0) -> list[Outgoing]``
     push-pull with every seed ``(addr, port)``; retried with exponential backoff until one
     answers (``max_attempts`` 0 = forever). ``joined`` tells when it worked.
 ``tick(now) -> list[Outgoing]`` and ``next_deadline() -> float``
     call ``tick`` no later than ``next_deadline()``; extra calls are harmless.
 ``receive(now, from_addr, packet, reliable=False) -> list[Outgoing]``
-    ``reliable`` is True for packets that came over TCP. Bad packets are dropped and counted
-    in ``stats`` (``dropped_auth``, ``dropped_decode``); nothing raises.
+    ``reliable`` is True for packets that came over TCP. Bad packets are dropped whole and
+    counted in ``stats`` (``dropped_auth``: not proven to come from a key holder;
+    ``dropped_replay``: replayed, outside the time window or addressed to another node;
+    ``dropped_decode``: garbled or absurd; ``dropped_invalid``: inconsistent with its
+    envelope, or absurd messages handed to ``receive_messages``); ``drain_refusals()`` gives
+    one line for each. Nothing raises, whatever the
+    bytes. ``receive_messages(now, msgs)`` takes messages decoded elsewhere (checked the same
+    way); ``admit(now, envelope)`` tells whether a keyed packet would be refused as a replay
+    (so a TCP frame can be refused from its head).
 ``leave(now) -> list[Outgoing]``, ``set_tags(tags, now) -> list[Outgoing]`` (SIGHUP reload;
     ValueError when the tags exceed 512 bytes), ``preload(members, now)`` (warm start from a
     snapshot), ``members() -> list[Member]`` (this node included), ``member(name)``,
@@ -24,6 +33,12 @@ randomness; this core only reacts to what it is given:
     ``clock`` is the Lamport clock, ``awareness`` the Lifeguard health score, ``stats`` the
     counters. Failed members are reaped after ``Profile.reconnect_timeout`` (24 h; set it
     from ``--serf-reconnect-timeout`` with ``profile.with_(reconnect_timeout=...)``).
+
+With a key, every packet is sealed with an envelope (sender, receiver, epoch, counter, the
+``now`` given by the driver) and the receiver refuses replays: see ``swim_replay``.
+Incarnations saturate at 0xFFFFFFFF instead of overflowing: a refutation at the ceiling
+keeps that incarnation, and an alive message at the ceiling clears a suspicion or verdict
+at the ceiling (the only way left to refute once a key holder has pushed a node there).
 
 Each :class:`Outgoing` is ``(addr, port, data, reliable)``: send ``data`` as one UDP datagram,
 or over TCP when ``reliable`` (push-pull and the TCP fallback ping) and feed the peer's TCP
@@ -70,14 +85,18 @@ from typing import ClassVar, NamedTuple
 
 from . import swim_codec as wire
 from .swim_codec import (
+    INC_MAX,
+    LTIME_MAX,
     STATUS_ALIVE,
     STATUS_FAILED,
     STATUS_LEFT,
     STATUS_NAMES,
     STATUS_SUSPECT,
+    AuthError,
     DecodeError,
 )
 from .swim_profiles import LAN, Profile
+from .swim_replay import ReplayGuard, Stamp
 
 __all__ = ["DecodeError", "Member", "MemberEvent", "Outgoing", "SwimNode"]
 
@@ -175,6 +194,7 @@ class _Probe:
 class _Relay:
     """A ping we send for another node (ping-req): forward its ack, or nack in time."""
 
+    name: str
     addr: str
     port: int
     seq: int
@@ -216,11 +236,11 @@ class SwimNode:
         rng: random.Random | None = None,
         key: bytes | None = None,
         now: float = 0.0,
+        epoch: int | None = None,
     ) -> None:
-        if not name or len(name.encode()) > 255:
-            raise ValueError("node name must be 1 to 255 bytes")
-        if not 0 <= port <= 65535:
-            raise ValueError(f"port out of range: {port}")
+        problem = wire.name_problem(name, "node name") or wire.addr_problem(addr, port, "node")
+        if problem:
+            raise ValueError(problem)
         if key is not None and len(key) not in (16, 24, 32):
             raise ValueError("cluster key must be 16, 24 or 32 bytes")
         tags = dict(tags or {})
@@ -229,6 +249,18 @@ class SwimNode:
         self.profile = profile
         self.rng = rng if rng is not None else random.Random(0)
         self.key = key
+        # Replay protection (keyed only): a random epoch per process start and a counter of
+        # sealed packets go into every envelope; the guard refuses what it has already seen.
+        self._epoch = 0
+        self._counter = 0
+        self._guard: ReplayGuard | None = None
+        self._envelope_base = 0
+        if key is not None:
+            self._epoch = epoch if epoch is not None else self.rng.getrandbits(64)
+            self._guard = ReplayGuard(profile.replay_window)
+            self._envelope_base = wire.TAG_LEN + 2 + len(name.encode()) + 24
+        self._refusals: list[str] = []
+        self._refusals_dropped = 0
         self.incarnation = 0
         self.clock = 0  # Lamport clock of membership intents
         self.awareness = 0  # Lifeguard local health score, 0 = healthy
@@ -238,6 +270,8 @@ class SwimNode:
             "packets_out": 0,
             "dropped_auth": 0,
             "dropped_decode": 0,
+            "dropped_replay": 0,
+            "dropped_invalid": 0,
             "refutes": 0,
             "suspicions": 0,
             "probe_failures": 0,
@@ -338,10 +372,10 @@ class SwimNode:
         base = self.profile.retry_join_interval
         self._join = _JoinState(seeds, now + base, base, max_attempts=max_attempts)
         self._join.history.append(now)
-        self.clock += 1
+        self._tick_clock()
         out: list[Outgoing] = []
         for addr, port in seeds:
-            self._send_push_pull(out, addr, port, join=True, reply=False)
+            self._send_push_pull(out, "", addr, port, join=True, reply=False)
         return out
 
     def leave(self, now: float) -> list[Outgoing]:
@@ -350,7 +384,7 @@ class SwimNode:
         if self.leaving:
             return []
         self.leaving = True
-        self.clock += 1
+        self._tick_clock()
         self._self.status = STATUS_LEFT
         self._self.changed = now
         msg = wire.Dead(self.incarnation, self.name, self.name, self.clock)
@@ -363,7 +397,7 @@ class SwimNode:
         for name in self._others:
             node = self._nodes[name]
             if node.status <= STATUS_SUSPECT:
-                self._send(out, node.addr, node.port, [framed], piggyback=False)
+                self._send(out, name, node.addr, node.port, [framed], piggyback=False)
         self._gossip(now, out)
         return out
 
@@ -375,8 +409,8 @@ class SwimNode:
         if tags == self._self.tags:
             return []
         self._self.tags = tags
-        self.clock += 1
-        self.incarnation += 1
+        self._tick_clock()
+        self.incarnation = min(self.incarnation + 1, INC_MAX)
         self._self.incarnation = self.incarnation
         self._queue_self_alive()
         out: list[Outgoing] = []
@@ -417,9 +451,8 @@ class SwimNode:
             for seq in [s for s, r in self._relays.items() if r.nack_at <= now]:
                 relay = self._relays.pop(seq)
                 if relay.want_nack:
-                    self._send(
-                        out, relay.addr, relay.port, [wire.encode_message(wire.Nack(relay.seq))]
-                    )
+                    nack = [wire.encode_message(wire.Nack(relay.seq))]
+                    self._send(out, relay.name, relay.addr, relay.port, nack)
         if self._suspicions:
             for name in [n for n, s in self._suspicions.items() if s.deadline <= now]:
                 self._suspicion_expired(name, now, out)
@@ -446,14 +479,105 @@ class SwimNode:
     def receive(
         self, now: float, from_addr: tuple[str, int] | None, packet: bytes, reliable: bool = False
     ) -> list[Outgoing]:
+        """Handle one packet from the network. Nothing raises: a packet that is forged,
+        replayed, garbled or absurd is dropped whole, counted in ``stats`` and explained in
+        ``drain_refusals()``."""
         self._now = now
         self.stats["packets_in"] += 1
         try:
-            msgs = wire.open_packet(packet, self.key)
-        except DecodeError as exc:
-            reason = "dropped_auth" if "tag" in str(exc) else "dropped_decode"
-            self.stats[reason] += 1
+            env, start, end = wire.unseal(packet, self.key)
+            if env is not None:
+                reason = self._admit_reason(env, now)
+                if reason is not None:
+                    self._refuse("dropped_replay", from_addr, reason)
+                    return []
+            msgs = wire.decode_messages(packet, start, end)
+        except AuthError as exc:
+            self._refuse("dropped_auth", from_addr, str(exc))
             return []
+        except DecodeError as exc:
+            self._refuse("dropped_decode", from_addr, str(exc))
+            return []
+        if env is not None:
+            reason = self._envelope_mismatch(env, msgs)
+            if reason is not None:
+                self._refuse("dropped_invalid", from_addr, reason)
+                return []
+            self._guard.record(self._stamp(env))
+        return self._apply(now, msgs, reliable)
+
+    def receive_messages(
+        self, now: float, msgs: list[wire.Message], reliable: bool = False
+    ) -> list[Outgoing]:
+        """Handle messages a driver decoded itself; each is checked for sense first
+        (``swim_codec.message_problem``) and the batch is refused whole if one is absurd."""
+        self._now = now
+        self.stats["packets_in"] += 1
+        if not isinstance(msgs, (list, tuple)):
+            self._refuse("dropped_invalid", None, "messages are not a list")
+            return []
+        batch = list(msgs)
+        for msg in batch:
+            problem = wire.message_problem(msg)
+            if problem is not None:
+                self._refuse("dropped_invalid", None, problem)
+                return []
+        if not batch:
+            return []
+        return self._apply(now, batch, reliable)
+
+    def admit(self, now: float, env: wire.Envelope) -> str | None:
+        """Why a packet with this envelope would be refused (replayed, stale, misaddressed),
+        or None. Lets a driver refuse a TCP frame from its head, before reading its body."""
+        if self._guard is None:
+            return None
+        return self._admit_reason(env, now)
+
+    def drain_refusals(self) -> list[str]:
+        """One line per refused packet since the last call (for the driver's log)."""
+        lines, self._refusals = self._refusals, []
+        if self._refusals_dropped:
+            lines.append(f"{self._refusals_dropped} more gossip packets refused")
+            self._refusals_dropped = 0
+        return lines
+
+    def note_refusal(self, kind: str, from_addr: tuple[str, int] | None, reason: str) -> None:
+        """Count and explain a packet the driver refused itself (a bad TCP frame)."""
+        self._refuse(kind, from_addr, reason)
+
+    def _refuse(self, kind: str, from_addr: tuple[str, int] | None, reason: str) -> None:
+        self.stats[kind] = self.stats.get(kind, 0) + 1
+        if len(self._refusals) >= 64:
+            self._refusals_dropped += 1
+            return
+        where = f" from {from_addr[0]}:{from_addr[1]}" if from_addr else ""
+        self._refusals.append(f"gossip packet{where} refused: {reason}")
+
+    @staticmethod
+    def _stamp(env: wire.Envelope) -> Stamp:
+        return Stamp(env.sender, env.epoch, env.counter, env.ts_ms)
+
+    def _admit_reason(self, env: wire.Envelope, now: float) -> str | None:
+        if env.sender == self.name:
+            return "it claims to come from this node"
+        if env.dest and env.dest != self.name:
+            return f"it is addressed to {env.dest!r}, not to this node (a replay?)"
+        return self._guard.check(self._stamp(env), now)
+
+    @staticmethod
+    def _envelope_mismatch(env: wire.Envelope, msgs: list[wire.Message]) -> str | None:
+        """Keyed packets must agree with their envelope: a packet sent to a bare address (a
+        seed) may only carry a push-pull, and whoever a ping or push-pull names as its
+        source must be the sender that sealed it."""
+        for msg in msgs:
+            kind = type(msg)
+            if not env.dest and kind is not wire.PushPull:
+                return "a packet without a named receiver may only carry a push-pull"
+            if kind in (wire.Ping, wire.PingReq, wire.PushPull) and msg.src_name != env.sender:
+                return f"it names {msg.src_name!r} as its source but was sealed by {env.sender!r}"
+        return None
+
+    def _apply(self, now: float, msgs: list[wire.Message], reliable: bool) -> list[Outgoing]:
         self._last_heard = now
         out: list[Outgoing] = []
         self._stale_accusation = False
@@ -473,7 +597,15 @@ class SwimNode:
             s = self._self
             alive = wire.Alive(self.incarnation, self.name, s.addr, s.port, s.tags, self.clock)
             framed = [wire.encode_message(alive)]
-            self._send(out, pinger.src_addr, pinger.src_port, framed, reliable, piggyback=False)
+            self._send(
+                out,
+                pinger.src_name,
+                pinger.src_addr,
+                pinger.src_port,
+                framed,
+                reliable,
+                piggyback=False,
+            )
         if prompt and not self.leaving:
             # Gossip the refutation now rather than at the next gossip tick: a node that was
             # paused may be paused again before that tick, while the verdict keeps running.
@@ -582,17 +714,30 @@ class SwimNode:
     def _send(
         self,
         out: list[Outgoing],
+        dest: str,
         addr: str,
         port: int,
         framed: list[bytes],
         reliable: bool = False,
         piggyback: bool = True,
     ) -> None:
+        """Seal and queue one packet for ``dest`` (a node name, "" for a seed's address)."""
+        env = None
+        if self.key is not None:
+            self._counter += 1
+            ts_ms = min(max(0, int(self._now * 1000)), wire.U64_MAX)
+            env = wire.Envelope(self.name, dest, self._epoch, self._counter, ts_ms)
         if piggyback and not reliable:
-            used = 1 + sum(len(f) for f in framed) + (wire.TAG_LEN if self.key else 0)
+            used = 1 + sum(len(f) for f in framed) + self._overhead(dest)
             framed = framed + self._take_broadcasts(self.profile.udp_buffer_size - used)
         self.stats["packets_out"] += 1
-        out.append(Outgoing(addr, port, wire.seal(framed, self.key), reliable))
+        out.append(Outgoing(addr, port, wire.seal(framed, self.key, env), reliable))
+
+    def _overhead(self, dest: str) -> int:
+        """Bytes a keyed packet spends on its envelope and tag."""
+        if self.key is None:
+            return 0
+        return self._envelope_base + len(dest.encode())
 
     def _pick(self, k: int, exclude: tuple[str, ...], dead_ok_since: float | None) -> list[_Node]:
         """Up to k random other nodes that are alive or suspect (or recently down)."""
@@ -736,7 +881,7 @@ class SwimNode:
             framed.append(
                 wire.encode_message(wire.Suspect(target.incarnation, target.name, self.name))
             )
-        self._send(out, target.addr, target.port, framed)
+        self._send(out, target.name, target.addr, target.port, framed)
 
     def _indirect_probe(self, probe: _Probe, out: list[Outgoing]) -> None:
         probe.indirect_sent = True
@@ -758,10 +903,11 @@ class SwimNode:
         )
         framed = wire.encode_message(req)
         for helper in helpers:
-            self._send(out, helper.addr, helper.port, [framed])
+            self._send(out, helper.name, helper.addr, helper.port, [framed])
         probe.expected_nacks = len(helpers) if lifeguard else 0
         ping = wire.Ping(probe.seq, target.name, self.name, self.addr, self.port)
-        self._send(out, target.addr, target.port, [wire.encode_message(ping)], reliable=True)
+        framed = [wire.encode_message(ping)]
+        self._send(out, target.name, target.addr, target.port, framed, reliable=True)
 
     def _probe_failed(self, probe: _Probe, now: float) -> None:
         self._probe = None
@@ -784,7 +930,7 @@ class SwimNode:
         if msg.target and msg.target != self.name:
             return
         ack = [wire.encode_message(wire.Ack(msg.seq))]
-        self._send(out, msg.src_addr, msg.src_port, ack, reliable=reliable)
+        self._send(out, msg.src_name, msg.src_addr, msg.src_port, ack, reliable=reliable)
 
     def _on_ping_req(self, msg: wire.PingReq, now: float, out: list[Outgoing], rel: bool) -> None:
         seq = self._next_seq()
@@ -792,9 +938,12 @@ class SwimNode:
         # just after the requester's deadline): the requester hears it in time, and a probe
         # that every helper has nacked can end early.
         nack_at = now + 0.5 * self.profile.probe_timeout
-        self._relays[seq] = _Relay(msg.src_addr, msg.src_port, msg.seq, nack_at, msg.want_nack)
+        self._relays[seq] = _Relay(
+            msg.src_name, msg.src_addr, msg.src_port, msg.seq, nack_at, msg.want_nack
+        )
         ping = wire.Ping(seq, msg.target, self.name, self.addr, self.port)
-        self._send(out, msg.target_addr, msg.target_port, [wire.encode_message(ping)])
+        framed = [wire.encode_message(ping)]
+        self._send(out, msg.target, msg.target_addr, msg.target_port, framed)
 
     def _on_ack(self, msg: wire.Ack, now: float, out: list[Outgoing], reliable: bool) -> None:
         probe = self._probe
@@ -805,7 +954,8 @@ class SwimNode:
             return
         relay = self._relays.pop(msg.seq, None)
         if relay is not None:
-            self._send(out, relay.addr, relay.port, [wire.encode_message(wire.Ack(relay.seq))])
+            ack = [wire.encode_message(wire.Ack(relay.seq))]
+            self._send(out, relay.name, relay.addr, relay.port, ack)
 
     def _on_nack(self, msg: wire.Nack, now: float, out: list[Outgoing], reliable: bool) -> None:
         probe = self._probe
@@ -814,16 +964,25 @@ class SwimNode:
             if probe.nacks >= probe.expected_nacks and probe.indirect_sent:
                 probe.deadline = min(probe.deadline, now)
 
+    def _tick_clock(self) -> None:
+        self.clock = min(self.clock + 1, LTIME_MAX)
+
+    def _observe_clock(self, ltime: int) -> None:
+        if ltime >= self.clock:
+            self.clock = min(ltime + 1, LTIME_MAX)
+
     def _refute(self, accused: int, now: float) -> None:
-        self.incarnation = max(self.incarnation, accused) + 1
+        # Saturates at the top of the field (an accusation at 0xFFFFFFFF, which only a key
+        # holder can send): the refutation then carries the same incarnation, and _on_alive
+        # lets an alive message at the ceiling clear a verdict at the ceiling.
+        self.incarnation = min(max(self.incarnation, accused) + 1, INC_MAX)
         self._self.incarnation = self.incarnation
         self.stats["refutes"] += 1
         self._queue_self_alive()
         self._health(1)
 
     def _on_alive(self, msg: wire.Alive, now: float, out: list[Outgoing], reliable: bool) -> None:
-        if msg.ltime >= self.clock:
-            self.clock = msg.ltime + 1
+        self._observe_clock(msg.ltime)
         if msg.node == self.name:
             if self.leaving:
                 return
@@ -839,7 +998,10 @@ class SwimNode:
             node = self._add(msg.node, msg.addr, msg.port, dict(msg.tags), msg.incarnation, now)
             self._queue(msg.node, wire.encode_message(msg))
             return
-        if msg.incarnation <= node.incarnation:
+        if msg.incarnation < node.incarnation or (
+            msg.incarnation == node.incarnation
+            and not (msg.incarnation == INC_MAX and node.status != STATUS_ALIVE)
+        ):
             return
         was = node.status
         changed = msg.tags != node.tags or msg.addr != node.addr or msg.port != node.port
@@ -916,16 +1078,15 @@ class SwimNode:
             ping = wire.Ping(self._next_seq(), name, self.name, self.addr, self.port)
             buddy = wire.Suspect(node.incarnation, name, self.name)
             framed = [wire.encode_message(ping), wire.encode_message(buddy)]
-            self._send(out, node.addr, node.port, framed, piggyback=False)
-            self._send(out, node.addr, node.port, [wire.encode_message(ping)], reliable=True)
+            self._send(out, name, node.addr, node.port, framed, piggyback=False)
+            self._send(out, name, node.addr, node.port, [wire.encode_message(ping)], reliable=True)
             return
         del self._suspicions[name]
         dead = wire.Dead(node.incarnation, name, self.name, self.clock)
         self._on_dead(dead, now, [], False)
 
     def _on_dead(self, msg: wire.Dead, now: float, out: list[Outgoing], reliable: bool) -> None:
-        if msg.ltime >= self.clock:
-            self.clock = msg.ltime + 1
+        self._observe_clock(msg.ltime)
         if msg.node == self.name:
             if not self.leaving and msg.incarnation >= self.incarnation:
                 self._refute(msg.incarnation, now)
@@ -943,13 +1104,14 @@ class SwimNode:
         self._emit("leave" if left else "failed", node, now)
 
     def _on_push_pull(self, msg: wire.PushPull, now: float, out: list[Outgoing], rel: bool) -> None:
-        if msg.ltime >= self.clock:
-            self.clock = msg.ltime + 1
+        self._observe_clock(msg.ltime)
         for st in msg.states:
             self._merge(st, msg.src_name, now)
         # Reply after merging, so that a refutation of what the peer believed rides along.
         if not msg.reply:
-            self._send_push_pull(out, msg.src_addr, msg.src_port, join=msg.join, reply=True)
+            self._send_push_pull(
+                out, msg.src_name, msg.src_addr, msg.src_port, join=msg.join, reply=True
+            )
         elif self._join is not None and not self._join.done:
             self._join.done = True
         self.joined = True
@@ -994,12 +1156,12 @@ class SwimNode:
             return
         p = self.profile
         since = now - p.gossip_to_the_dead_time
-        budget = p.udp_buffer_size - 1 - (wire.TAG_LEN if self.key else 0)
         for node in self._pick(p.gossip_nodes, (), since):
+            budget = p.udp_buffer_size - 1 - self._overhead(node.name)
             framed = self._take_broadcasts(budget)
             if not framed:
                 break
-            self._send(out, node.addr, node.port, framed, piggyback=False)
+            self._send(out, node.name, node.addr, node.port, framed, piggyback=False)
 
     def _state_list(self) -> list[wire.NodeState]:
         return [
@@ -1008,19 +1170,20 @@ class SwimNode:
         ]
 
     def _send_push_pull(
-        self, out: list[Outgoing], addr: str, port: int, join: bool, reply: bool
+        self, out: list[Outgoing], dest: str, addr: str, port: int, join: bool, reply: bool
     ) -> None:
         msg = wire.PushPull(
             join, reply, self.name, self.addr, self.port, self.clock, self._state_list()
         )
-        self._send(out, addr, port, [wire.encode_message(msg)], reliable=True)
+        self._send(out, dest, addr, port, [wire.encode_message(msg)], reliable=True)
 
     def _periodic_push_pull(self, out: list[Outgoing]) -> None:
         if self.leaving:
             return
         peers = self._pick(1, (), None)
         if peers:
-            self._send_push_pull(out, peers[0].addr, peers[0].port, join=False, reply=False)
+            peer = peers[0]
+            self._send_push_pull(out, peer.name, peer.addr, peer.port, join=False, reply=False)
 
     def _reconnect(self, out: list[Outgoing]) -> None:
         """Like Serf: now and then try a failed node, in case the failure was a partition."""
@@ -1032,7 +1195,7 @@ class SwimNode:
         if self.rng.random() > len(failed) / max(1, self._live):
             return
         node = self._nodes[failed[self.rng.randrange(len(failed))]]
-        self._send_push_pull(out, node.addr, node.port, join=True, reply=False)
+        self._send_push_pull(out, node.name, node.addr, node.port, join=True, reply=False)
 
     def _reap(self, now: float) -> None:
         p = self.profile
@@ -1053,4 +1216,4 @@ class SwimNode:
         js.backoff = min(js.backoff * 2, self.profile.retry_join_max_interval)
         js.next_at = now + js.backoff
         for addr, port in js.seeds:
-            self._send_push_pull(out, addr, port, join=True, reply=False)
+            self._send_push_pull(out, "", addr, port, join=True, reply=False)

@@ -45,6 +45,7 @@ class Profile:
     reap_interval: float = 15.0
     retry_join_interval: float = 1.0
     retry_join_max_interval: float = 30.0
+    replay_window: float = 30.0  # keyed packets stamped further from our clock are refused
     lifeguard: bool = True
     stall_grace: bool = True
     prompt_refute: bool = True

@@ -13,6 +13,7 @@ from dkron_pkg import swim_codec as wire
 from dkron_pkg.swim_codec import DecodeError
 
 KEY = bytes(range(32))
+ENV = wire.Envelope("node-a", "node-b", 7, 1, 1_700_000_000_000)
 
 SAMPLES = [
     wire.Ping(7, "node-b", "node-a", "10.0.0.1", 8946),
@@ -37,21 +38,22 @@ SAMPLES = [
 @pytest.mark.parametrize("key", [None, KEY])
 def test_every_message_round_trips_alone_and_compound(key):
     for msg in SAMPLES:
-        assert wire.open_packet(wire.seal([wire.encode_message(msg)], key), key) == [msg]
+        packet = wire.seal([wire.encode_message(msg)], key, ENV)
+        assert wire.open_sealed(packet, key) == (ENV if key else None, [msg])
     small = [m for m in SAMPLES if not isinstance(m, wire.PushPull)]
-    packet = wire.seal([wire.encode_message(m) for m in small], key)
+    packet = wire.seal([wire.encode_message(m) for m in small], key, ENV)
     assert wire.open_packet(packet, key) == small
 
 
 def test_packet_signed_with_another_key_is_rejected_as_forged():
-    packet = wire.seal([wire.encode_message(SAMPLES[0])], KEY)
-    with pytest.raises(DecodeError, match="tag"):
+    packet = wire.seal([wire.encode_message(SAMPLES[0])], KEY, ENV)
+    with pytest.raises(wire.AuthError, match="tag"):
         wire.open_packet(packet, bytes(32))
 
 
 def test_unsigned_packet_is_rejected_by_a_keyed_node_and_vice_versa():
     plain = wire.seal([wire.encode_message(SAMPLES[2])], None)
-    signed = wire.seal([wire.encode_message(SAMPLES[2])], KEY)
+    signed = wire.seal([wire.encode_message(SAMPLES[2])], KEY, ENV)
     with pytest.raises(DecodeError, match="no authentication tag"):
         wire.open_packet(plain, KEY)
     with pytest.raises(DecodeError, match="header"):
@@ -59,7 +61,7 @@ def test_unsigned_packet_is_rejected_by_a_keyed_node_and_vice_versa():
 
 
 def test_flipping_any_bit_of_a_signed_packet_is_detected():
-    packet = bytearray(wire.seal([wire.encode_message(SAMPLES[5])], KEY))
+    packet = bytearray(wire.seal([wire.encode_message(SAMPLES[5])], KEY, ENV))
     for i in range(len(packet)):
         broken = bytearray(packet)
         broken[i] ^= 0x01

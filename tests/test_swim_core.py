@@ -231,7 +231,8 @@ def test_cluster_with_a_key_works_and_drops_forged_packets():
     sim = joined_cluster(5, key=KEY)
     sim.run_until(8.0)
     assert sim.converged(5)
-    forged = wire.seal([wire.encode_message(wire.Dead(99, "node0001", "x", 0))], bytes(16))
+    env = wire.Envelope("x", "node0000", 1, 1, int(sim.now * 1000))
+    forged = wire.seal([wire.encode_message(wire.Dead(99, "node0001", "x", 0))], bytes(16), env)
     core = sim.nodes[0].core
     assert core.receive(sim.now, None, forged) == []
     assert core.stats["dropped_auth"] == 1
