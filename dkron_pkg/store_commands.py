@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from datetime import UTC
 from typing import Any
 
@@ -59,6 +60,43 @@ def check_command(command: Any) -> dict:
     if checker is None:
         raise CommandError(f"unknown store command {describe_op(command)}", "op")
     return checker(command)
+
+
+# ----- a Raft entry's command list ---------------------------------------------------------------
+
+
+def decode_command_list(data: bytes) -> list | None:
+    """The JSON list of commands in a Raft entry, or None: the same answer on every server.
+
+    `json.loads` gives up on deep nesting where Python's recursion limit is reached, and how
+    near that is depends on how deep the calling thread already is: an entry nested close to
+    the limit could be read on one server and not on another, and their stores would part.
+    So an entry that is too deep here is read again on a new thread, whose stack is as short
+    as it gets and the same on every server: that answer holds everywhere. (Commands nested
+    deeper than MAX_DEPTH are then refused one by one by `check_command`.)
+    """
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    except RecursionError:
+        value = _loads_on_a_new_stack(data)
+    return value if isinstance(value, list) else None
+
+
+def _loads_on_a_new_stack(data: bytes) -> Any:
+    box: list = []
+
+    def parse() -> None:
+        try:
+            box.append(json.loads(data))
+        except (ValueError, RecursionError):
+            pass
+
+    thread = threading.Thread(target=parse, name="deep-raft-entry", daemon=True)
+    thread.start()
+    thread.join()
+    return box[0] if box else None
 
 
 # ----- shape of any value ------------------------------------------------------------------------
@@ -401,6 +439,7 @@ __all__ = [
     "CommandError",
     "check_command",
     "check_value_shape",
+    "decode_command_list",
     "describe_op",
     "stored_job_problem",
 ]
