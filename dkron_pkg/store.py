@@ -26,7 +26,13 @@ from typing import Any
 from dkron_pkg.jobs import SERVER_FIELDS, USER_FIELDS
 from dkron_pkg.launch.settle import run_slot
 from dkron_pkg.store_checkpoint import WalCheckpointer
-from dkron_pkg.store_commands import CommandError, check_command, describe_op, stored_job_problem
+from dkron_pkg.store_commands import (
+    CommandError,
+    check_command,
+    describe_op,
+    printable,
+    stored_job_problem,
+)
 from dkron_pkg.store_file import check_store_file
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
@@ -116,9 +122,9 @@ class Store:
             problem = stored_job_problem(job)
             if problem is not None:  # stored before the store checked what it applies
                 log.warning(
-                    "store: job %r is not valid (%s): delete it or submit it again",
-                    name[:200],
-                    problem,
+                    "store: job %s is not valid (%s): delete it or submit it again",
+                    printable(name, 200),
+                    printable(problem),
                 )
         self._running = {}
         for (job_name,) in self._db.execute("SELECT job_name FROM executions WHERE running = 1"):
@@ -289,7 +295,7 @@ class Store:
         try:
             command = check_command(command)
         except CommandError as e:
-            log.warning("store: refused a %s command: %s", op, e)
+            log.warning("store: refused a %s command: %s", op, printable(str(e)))
             return Result(False, f"store refused the {op} command: {e}", 400, {"field": e.field})
         handler = getattr(self, f"_op_{command['op']}")
         pending_before = dict(self._pending or {})

@@ -46,8 +46,7 @@ def describe_op(command: Any) -> str:
     op = command.get("op") if isinstance(command, dict) else None
     if isinstance(op, str) and op.isprintable() and 0 < len(op) <= 64:
         return op
-    text = repr(op)
-    return text if len(text) <= 64 else text[:61] + "..."
+    return printable(ascii(op), 64)
 
 
 def check_command(command: Any) -> dict:
@@ -154,7 +153,15 @@ def check_value_shape(value: Any) -> None:
 
 
 def _name(path: tuple) -> str:
-    return ".".join(str(p) for p in path) or "command"
+    return printable(".".join(str(p) for p in path), 120) or "command"
+
+
+def printable(text: str, limit: int = 400) -> str:
+    """`text` safe for a log line or a message: control and unprintable characters escaped
+    (no forged line breaks), at most about `limit` characters."""
+    if not text.isprintable():
+        text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[: limit + 1])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _kind(value: Any) -> str:
@@ -441,5 +448,6 @@ __all__ = [
     "check_value_shape",
     "decode_command_list",
     "describe_op",
+    "printable",
     "stored_job_problem",
 ]
