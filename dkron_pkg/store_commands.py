@@ -279,17 +279,23 @@ def _set_job(c: dict) -> dict:
     except JobError as e:
         field = f"job.{e.field}" if e.field else "job"
         raise CommandError(str(e), field) from None
-    _text(job, "name", "job.", limit=MAX_JOB_NAME_CHARS)
-    _text(job, "parent_job", "job.", required=False, limit=MAX_JOB_NAME_CHARS)
-    _integer(job, "retries", "job.")  # a float such as 1e308 passes as a whole number
-    _integer(job, "missed_runs_limit", "job.")
-    if len(json.dumps(job, separators=(",", ":"))) > MAX_JOB_BYTES:
-        raise CommandError(f"job: larger than {MAX_JOB_BYTES} bytes", "job")
+    _check_job_limits(job, "job.")
     _integer(c, "now_ns")
     _boolean(c, "restore")
     if c.get("restore"):
         _restored_server_fields(sent)
     return {**c, "job": {**sent, **job}}
+
+
+def _check_job_limits(job: dict, where: str) -> None:
+    """What `normalize_job` leaves open: lengths, sizes, numbers within 64 bits."""
+    _text(job, "name", where, limit=MAX_JOB_NAME_CHARS)
+    _text(job, "parent_job", where, required=False, limit=MAX_JOB_NAME_CHARS)
+    _integer(job, "retries", where)  # a float such as 1e308 passes as a whole number
+    _integer(job, "missed_runs_limit", where)
+    if len(json.dumps(job, separators=(",", ":"))) > MAX_JOB_BYTES:
+        field = where.rstrip(".") or "job"
+        raise CommandError(f"{field} is larger than {MAX_JOB_BYTES} bytes", field)
 
 
 def _restored_server_fields(sent: dict) -> None:
@@ -420,10 +426,9 @@ def stored_job_problem(job: Any) -> str | None:
     if not isinstance(job, dict):
         return f"a job must be an object, not {_kind(job)}"
     try:
-        check_value_shape(job)
         user = {k: job[k] for k in USER_FIELDS if k in job}
-        normalize_job(user)
-        _text(user, "name", "", limit=MAX_JOB_NAME_CHARS)
+        # The job's only nested values are user fields, which normalize_job checks.
+        _check_job_limits(normalize_job(user), "")
         for key in ("success_count", "error_count"):
             _integer(job, key, required=False)
         for key in ("last_success", "last_error", "next"):
@@ -437,7 +442,7 @@ def stored_job_problem(job: Any) -> str | None:
             return "dependent_jobs must be a list of job names"
         if not isinstance(job.get("status", ""), str):
             return "status must be text"
-    except (CommandError, JobError) as e:
+    except (CommandError, ValueError, OverflowError) as e:  # NaN and infinity raise these
         return str(e)
     return None
 

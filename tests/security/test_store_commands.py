@@ -8,8 +8,10 @@ it apply as usual, on every server alike.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
@@ -228,3 +230,22 @@ def test_launch_rounds_go_on_beside_a_bad_job_sent_to_the_store(tmp_path: Path):
         assert agent.store.get_job("bad") is None
     finally:
         agent.stop(graceful=False)
+
+
+def test_a_bad_job_stored_by_an_older_version_is_named_at_start(tmp_path, caplog):
+    """A store written before these checks may hold such a job: the start names it, so the
+    operator can delete it (deleting needs only its name)."""
+    path = str(tmp_path / "state.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute(
+        "INSERT INTO jobs(name, body) VALUES('old', ?)",
+        (json.dumps({**job("old"), "tags": ["role", "web"]}),),
+    )
+    db.commit()
+    db.close()
+    with caplog.at_level(logging.WARNING, logger="dkron.store"):
+        store = Store(path)
+    assert any("job old is not valid" in r.message and "tags" in r.message for r in caplog.records)
+    assert store.apply({"op": "delete_job", "name": "old"}).ok
+    store.close()
