@@ -23,6 +23,7 @@ from dkron_pkg.jobs import normalize_job
 from dkron_pkg.raftnode import NotLeaderError, RaftReplicator, raft_config
 from dkron_pkg.rpc import RpcClient, RpcServer
 from dkron_pkg.store import Store
+from dkron_pkg.store_commands import decode_command_list
 
 NOW = 1_700_000_000_000_000_000
 KEY = b"k" * 32
@@ -249,3 +250,43 @@ def test_a_bad_job_stored_by_an_older_version_is_named_at_start(tmp_path, caplog
     assert any("job old is not valid" in r.message and "tags" in r.message for r in caplog.records)
     assert store.apply({"op": "delete_job", "name": "old"}).ok
     store.close()
+
+
+def test_a_command_nested_too_deep_for_json_fails_alone_and_the_node_keeps_going(tmp_path):
+    """Before, a command nested 5,000 deep stopped the Raft loop for good (RecursionError):
+    every later write failed with "node stopped after an error"."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{s.getsockname()[1]}"
+    store = Store(str(tmp_path / "state.db"))
+    client = RpcClient(KEY)
+    node = RaftReplicator(
+        "n1", addr, str(tmp_path), store, client, bootstrap={"n1": addr}, config=raft_config(1),
+        fsync=False,
+    )  # fmt: skip
+    node.start()
+    try:
+        _wait(node.is_leader, "leadership")
+        deep: list = []
+        for _ in range(5000):
+            deep = [deep]
+        with pytest.raises(ValueError, match="not JSON-serialisable"):
+            node.submit([{"op": "delete_job", "name": "keep", "x": deep}], timeout=5)
+        assert node.submit([set_job("after")], timeout=5)[0].ok
+    finally:
+        node.close()
+        client.close()
+        store.close()
+
+
+@pytest.mark.parametrize("depth", [50, 900, 990, 999, 5_000])
+def test_a_deep_raft_entry_reads_the_same_from_any_thread_depth(depth):
+    """How deep json.loads may go depends on the caller's stack: servers applying the same
+    entry from different places must still agree on whether it is a command list."""
+    entry = ("[" * depth + "]" * depth).encode()
+
+    def from_depth(frames: int):
+        return decode_command_list(entry) if frames == 0 else from_depth(frames - 1)
+
+    answers = {from_depth(frames) is None for frames in (0, 100, 400)}
+    assert len(answers) == 1
