@@ -3,9 +3,13 @@
 `log` holds checksummed records: entries, hard state (term, vote, commit) and the log's base
 (offset and its term). A Ready's entries and hard state are written as one batch with ONE
 fsync (group commit), before the driver sends the Ready's messages. A record is
-`length u32 | crc32 u32 | type u8 | payload`; at open, the first record that is short, too
-long or fails its checksum ends the log: it and everything after it are cut off the file
-(a torn write from a crash), so a corrupt tail is never served.
+`length u32 | crc32 u32 | type u8 | payload`. At open, a torn tail (the last write, left
+unfinished by a crash: a record cut short, or sectors of it never written, i.e. zeros) is cut
+off the file with a warning; it was never acknowledged. Any other bad record (a failed
+checksum with valid records after it, a complete last record that fails its checksum, a
+record that cannot be decoded) is damage to acknowledged entries or votes: opening raises
+StorageCorruption naming the file and the byte offset, and nothing is cut, because silently
+dropping them could lose committed writes or let the node vote twice in a term.
 
 `snapshot` is replaced atomically (write tmp, fsync, rename, fsync directory); after a
 snapshot the log is rewritten the same way, keeping only the retained entries. If a crash
@@ -21,9 +25,11 @@ rd.hard_state)`; after `RaftNode.compact(...)`: `st.compact(compacted)`. Lost qu
 from __future__ import annotations
 
 import os
+import re
 import struct
 import threading
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from .raft_messages import (
@@ -41,6 +47,7 @@ from .raftlog import Compacted, HardState, Snapshot, StateMachine, StorageState
 LOG_MAGIC = b"DKRAFTLOG\x01"
 SNAP_MAGIC = b"DKRAFTSNAP\x01"
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+SECTOR = 512  # the unit a disk writes whole or not at all
 REC_ENTRY, REC_HARD, REC_BASE = 1, 2, 3
 _REC_HEAD = struct.Struct(">IIB")
 _HARD = struct.Struct(">QQ")
@@ -48,8 +55,82 @@ _BASE = struct.Struct(">QQ")
 _LEN = struct.Struct(">I")
 
 
-class StorageError(Exception):
+class StorageError(RuntimeError):
     """The storage directory holds something that is not a Raft log or snapshot of ours."""
+
+
+class StorageCorruption(StorageError):
+    """The log is damaged, not just torn by a crash: the message names the file and offset."""
+
+
+@dataclass(frozen=True)
+class _BadRecord:
+    reason: str
+    short: bool  # the record runs past the end of the file
+    end: int  # where the record ends (or the file, if sooner)
+
+
+def _parse_record(raw: bytes, pos: int) -> tuple[int, bytes, int] | _BadRecord:
+    """(kind, payload, end) of an intact record at `pos`, else what is wrong with it."""
+    end = len(raw)
+    if end - pos < _REC_HEAD.size:
+        return _BadRecord("torn record header", True, end)
+    size, crc, kind = _REC_HEAD.unpack_from(raw, pos)
+    body_end = pos + _REC_HEAD.size + size
+    if size > MAX_RECORD_BYTES or body_end > end:
+        if _crc_ok(raw, pos + _REC_HEAD.size, end, kind, crc):
+            # The rest of the file is exactly a record's payload: the length was damaged.
+            return _BadRecord(f"record length {size} is wrong", False, end)
+        if size > MAX_RECORD_BYTES:
+            return _BadRecord(f"record length {size} too large", False, min(body_end, end))
+        return _BadRecord("torn record body", True, end)
+    if not _crc_ok(raw, pos + _REC_HEAD.size, body_end, kind, crc):
+        return _BadRecord("checksum mismatch", False, body_end)
+    return kind, raw[pos + _REC_HEAD.size : body_end], body_end
+
+
+def _crc_ok(raw: bytes, start: int, stop: int, kind: int, crc: int) -> bool:
+    payload = memoryview(raw)[start:stop]
+    return zlib.crc32(payload, zlib.crc32(bytes((kind,)))) == crc
+
+
+def _decodes(kind: int, payload: bytes) -> bool:
+    try:
+        if kind == REC_ENTRY:
+            decode_entry(payload)
+        elif kind == REC_HARD:
+            _HARD.unpack_from(payload)
+            payload[_HARD.size :].decode("utf-8")
+        elif kind == REC_BASE:
+            _BASE.unpack(payload)
+        else:
+            return False
+    except (DecodeError, struct.error, UnicodeDecodeError):
+        return False
+    return True
+
+
+# Where a record may start: a length of at most MAX_RECORD_BYTES (first byte 0-4), a known type.
+_RECORD_START = re.compile(rb"(?=[\x00-\x04].{7}[\x01-\x03])", re.DOTALL)
+
+
+def _next_valid_record(raw: bytes, start: int) -> int | None:
+    """The offset of the first intact, decodable record at or after `start`, if any."""
+    for match in _RECORD_START.finditer(raw, start):
+        record = _parse_record(raw, match.start())
+        if not isinstance(record, _BadRecord) and _decodes(record[0], record[1]):
+            return match.start()
+    return None
+
+
+def _has_unwritten_sector(raw: bytes, start: int, stop: int) -> bool:
+    """Whether some 512-byte sector's share of raw[start:stop] is all zeros (never written)."""
+    while start < stop:
+        piece_end = min(stop, (start // SECTOR + 1) * SECTOR)
+        if raw[start:piece_end] == bytes(piece_end - start):
+            return True
+        start = piece_end
+    return False
 
 
 def _record(kind: int, payload: bytes) -> bytes:
@@ -122,29 +203,42 @@ class FileStorage:
                 return
             raise StorageError(f"{self.log_path}: not a Raft log file")
         pos = len(LOG_MAGIC)
-        end = len(raw)
-        view = memoryview(raw)
-        while pos < end:
-            reason = None
-            if end - pos < _REC_HEAD.size:
-                reason = "torn record header"
-            else:
-                size, crc, kind = _REC_HEAD.unpack_from(raw, pos)
-                body_end = pos + _REC_HEAD.size + size
-                if size > MAX_RECORD_BYTES:
-                    reason = f"record length {size} too large"
-                elif body_end > end:
-                    reason = "torn record body"
-                else:
-                    payload = view[pos + _REC_HEAD.size : body_end]
-                    if zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc:
-                        reason = "checksum mismatch"
-                    else:
-                        reason = self._replay(kind, bytes(payload))
-            if reason is not None:
-                self._cut_tail(pos, end - pos, reason)
+        while pos < len(raw):
+            record = _parse_record(raw, pos)
+            if isinstance(record, _BadRecord):
+                self._end_at_bad_record(raw, pos, record)
                 return
+            kind, payload, body_end = record
+            reason = self._replay(kind, payload)
+            if reason is not None:  # its checksum is right: no crash writes such a record
+                raise StorageCorruption(self._damage_message(pos, reason, None))
             pos = body_end
+
+    def _end_at_bad_record(self, raw: bytes, pos: int, bad: _BadRecord) -> None:
+        """Cut a torn tail; refuse anything else.
+
+        A crash can only leave the last write unfinished: a record cut short, or one with
+        sectors never written (zeros). Such a tail was never acknowledged (the fsync did not
+        return) and is cut off. A bad record with valid records after it, or a complete one
+        without zeros, is damage to data that was acknowledged (entries, or a vote that
+        must not be forgotten): cutting it would silently drop them, so the node refuses to
+        start and says where.
+        """
+        later = _next_valid_record(raw, pos + 1)
+        if later is not None:
+            raise StorageCorruption(self._damage_message(pos, bad.reason, later))
+        if not (bad.short or _has_unwritten_sector(raw, pos, bad.end)):
+            raise StorageCorruption(self._damage_message(pos, bad.reason, None))
+        self._cut_tail(pos, len(raw) - pos, bad.reason)
+
+    def _damage_message(self, pos: int, reason: str, later: int | None) -> str:
+        after = f"; valid records follow at byte {later}" if later is not None else ""
+        return (
+            f"{self.log_path}: the Raft log is damaged at byte {pos} ({reason}{after}). "
+            "This is not an unfinished write from a crash, so nothing was cut off and the "
+            "node does not start. Rebuild this server from the others: stop it, move its "
+            "data directory aside, and start it again with --join to a running server."
+        )
 
     def _replay(self, kind: int, payload: bytes) -> str | None:
         """Apply one record; returns a reason when it cannot be applied (treated as corrupt)."""
@@ -173,7 +267,7 @@ class FileStorage:
 
     def _cut_tail(self, pos: int, size: int, reason: str) -> None:
         self.truncated_bytes = size
-        self.truncation_reason = f"{reason} at byte {pos}"
+        self.truncation_reason = f"{reason} at byte {pos} of {self.log_path} ({size} bytes cut)"
         with open(self.log_path, "r+b") as fh:
             fh.truncate(pos)
             fh.flush()
@@ -334,4 +428,10 @@ def recover_with_voters(
     return snapshot
 
 
-__all__ = ["FileStorage", "SnapshotMeta", "StorageError", "recover_with_voters"]
+__all__ = [
+    "FileStorage",
+    "SnapshotMeta",
+    "StorageCorruption",
+    "StorageError",
+    "recover_with_voters",
+]

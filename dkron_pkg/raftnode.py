@@ -96,6 +96,7 @@ from .raftlog import (
 )
 from .rpc import RpcClient, RpcError, answer_inline
 from .store import Result, Store
+from .store_commands import decode_command_list
 
 log = logging.getLogger("dkron.raft")
 
@@ -770,11 +771,8 @@ class RaftReplicator:
         self._addrs = merged
 
     def _learn_addresses_from(self, data: bytes) -> None:
-        try:
-            commands = json.loads(data)
-        except ValueError:
-            return
-        for command in commands if isinstance(commands, list) else []:
+        commands = decode_command_list(data)
+        for command in commands or []:
             if isinstance(command, dict) and command.get("op") == ADDRESSES_OP:
                 self._merge_replicated(command.get("addresses"))
 
@@ -959,7 +957,7 @@ class RaftReplicator:
     ) -> None:
         try:
             data = json.dumps(commands, separators=(",", ":")).encode()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             if len(chunk) == 1:
                 _fail(chunk[0][0], ValueError("raft: commands are not JSON-serialisable"))
                 return
@@ -1279,11 +1277,8 @@ class RaftReplicator:
         for entry in entries:
             if entry.kind != EntryKind.DATA:
                 continue
-            try:
-                commands = json.loads(entry.data)
-            except ValueError:
-                commands = None
-            if not isinstance(commands, list):
+            commands = decode_command_list(entry.data)
+            if commands is None:
                 log.error("raft: entry %d is not a JSON command list; skipped", entry.index)
                 spans.append((entry.index, entry.term, []))
                 continue

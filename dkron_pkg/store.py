@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,14 @@ from typing import Any
 from dkron_pkg.jobs import SERVER_FIELDS, USER_FIELDS
 from dkron_pkg.launch.settle import run_slot
 from dkron_pkg.store_checkpoint import WalCheckpointer
+from dkron_pkg.store_commands import (
+    CommandError,
+    check_command,
+    describe_op,
+    printable,
+    stored_job_problem,
+)
+from dkron_pkg.store_file import check_store_file
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
 SCHEMA = """
@@ -39,6 +48,9 @@ CREATE TABLE IF NOT EXISTS intents(
     grp INTEGER PRIMARY KEY, job_name TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+INTERNAL_FAILURE = "store: internal error applying"
+
+log = logging.getLogger("dkron.store")
 
 
 class StoreError(Exception):
@@ -84,6 +96,7 @@ class Store:
         self.executions_per_job = executions_per_job
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            check_store_file(path)  # an empty or damaged file must not pass for "no jobs"
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -105,6 +118,14 @@ class Store:
         self._jobs = {
             name: json.loads(body) for name, body in self._db.execute("SELECT * FROM jobs")
         }
+        for name, job in self._jobs.items():
+            problem = stored_job_problem(job)
+            if problem is not None:  # stored before the store checked what it applies
+                log.warning(
+                    "store: job %s is not valid (%s): delete it or submit it again",
+                    printable(name, 200),
+                    printable(problem),
+                )
         self._running = {}
         for (job_name,) in self._db.execute("SELECT job_name FROM executions WHERE running = 1"):
             self._running[job_name] = self._running.get(job_name, 0) + 1
@@ -262,11 +283,21 @@ class Store:
             self._pending = None
         return results
 
-    def _apply_one(self, command: dict) -> Result:
-        op = command.get("op")
-        handler = getattr(self, f"_op_{op}", None)
-        if handler is None:
-            return Result(False, f"unknown store command {op!r}", 500)
+    def _apply_one(self, command: Any) -> Result:
+        """Check, then apply one command inside a savepoint: it applies whole or not at all.
+
+        A command that fails its checks (store_commands) is refused the same way on every
+        server, with a log line naming the op and what is wrong. A command that makes a
+        handler raise anyway (a bug) is undone and answered with an error, so it cannot fail
+        the other commands of its batch; only disk errors (sqlite3.Error) escape.
+        """
+        op = describe_op(command)
+        try:
+            command = check_command(command)
+        except CommandError as e:
+            log.warning("store: refused a %s command: %s", op, printable(str(e)))
+            return Result(False, f"store refused the {op} command: {e}", 400, {"field": e.field})
+        handler = getattr(self, f"_op_{command['op']}")
         pending_before = dict(self._pending or {})
         running_before = dict(self._running)
         intents_before = dict(self._intents)
@@ -275,13 +306,18 @@ class Store:
             result = handler(command)
             self._db.execute("RELEASE cmd")
             return result
-        except StoreError as e:
+        except sqlite3.Error:
+            raise
+        except Exception as e:  # StoreError, or a bug: undone either way
             self._db.execute("ROLLBACK TO cmd")
             self._db.execute("RELEASE cmd")
             self._pending = pending_before
             self._running = running_before
             self._intents = intents_before
-            return Result(False, str(e), e.status, value={"field": e.field})
+            if isinstance(e, StoreError):
+                return Result(False, str(e), e.status, value={"field": e.field})
+            log.exception("store: the %s command failed and was undone", op)
+            return Result(False, f"{INTERNAL_FAILURE} {op}: {type(e).__name__}: {e}", 500)
 
     # ----- jobs ------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Durable Raft log: what is appended survives a reopen, a torn or corrupt tail is cut off
-and never served, snapshots replace the log atomically."""
+"""Durable Raft log: what is appended survives a reopen, a torn tail is cut off and never
+served, damage is refused (see tests/security/test_storage_damage.py), snapshots replace the
+log atomically."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dkron_pkg.raft_messages import Entry, EntryKind, SnapshotMeta
-from dkron_pkg.raft_storage import LOG_MAGIC, FileStorage, StorageError
+from dkron_pkg.raft_storage import LOG_MAGIC, FileStorage, StorageCorruption, StorageError
 from dkron_pkg.raftlog import Compacted, HardState, RaftNode, Role, Snapshot
 
 
@@ -76,29 +77,59 @@ def _size_with(path, n: int) -> int:
     return (other / "log").stat().st_size
 
 
-def test_flipped_byte_in_the_tail_fails_the_checksum(tmp_path) -> None:
+def test_flipped_byte_in_the_last_record_is_damage_not_a_torn_tail(tmp_path) -> None:
+    """A complete last record that fails its checksum was written whole and acknowledged:
+    a crash cannot produce it, so it is reported, not cut off."""
     st_ = FileStorage(tmp_path)
     st_.append(entries(1, 10))
     st_.close()
     log = tmp_path / "log"
     data = bytearray(log.read_bytes())
+    last_record = _size_with(tmp_path, 9)
     data[-3] ^= 0xFF
     log.write_bytes(bytes(data))
+    with pytest.raises(StorageCorruption, match=f"damaged at byte {last_record} .checksum"):
+        FileStorage(tmp_path)
+    assert log.read_bytes() == bytes(data), "nothing is cut off a damaged log"
+
+
+def test_last_record_with_an_unwritten_sector_is_a_torn_tail(tmp_path) -> None:
+    """A crash can leave sectors of the last write unwritten (zeros): that is cut off."""
+    big = [Entry(i, 1, EntryKind.DATA, b"x" * 700) for i in range(1, 4)]
+    st_ = FileStorage(tmp_path)
+    st_.append(big[:2])
+    start = (tmp_path / "log").stat().st_size
+    st_.append(big[2:])
+    st_.close()
+    log = tmp_path / "log"
+    data = bytearray(log.read_bytes())
+    sector = (start // 512 + 1) * 512  # the last record's second sector never reached the disk
+    data[sector:] = bytes(len(data) - sector)
+    log.write_bytes(bytes(data))
     reopened = FileStorage(tmp_path)
-    assert [e.index for e in reopened.load().entries] == list(range(1, 10))
+    assert reopened.load().entries == big[:2]
     assert "checksum" in reopened.truncation_reason
+    assert log.stat().st_size == start
 
 
 @given(garbage=st.binary(min_size=1, max_size=200))
 @settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_garbage_after_valid_records_is_never_served(tmp_path_factory, garbage: bytes) -> None:
+    """Whatever follows the last good record is cut off (a torn write) or refused (damage),
+    never served; a refused log is left as it is."""
     path = tmp_path_factory.mktemp("garbage")
     st_ = FileStorage(path, fsync=False)
     st_.append(entries(1, 5), HardState(2, "a", 3))
     st_.close()
     with open(path / "log", "ab") as fh:
         fh.write(garbage)
-    reopened = FileStorage(path, fsync=False)
+    before = (path / "log").read_bytes()
+    try:
+        reopened = FileStorage(path, fsync=False)
+    except StorageCorruption as e:
+        assert str(path / "log") in str(e)
+        assert (path / "log").read_bytes() == before
+        return
     state = reopened.load()
     assert state.entries == entries(1, 5)
     assert state.hard_state == HardState(2, "a", 3)

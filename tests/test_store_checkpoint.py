@@ -55,7 +55,7 @@ def test_store_wal_stays_bounded_under_writes(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = Store(str(path))
     assert store._checkpointer is not None
-    body = {"schedule": "@every 1m", "command": "x" * 2000}
+    body = {"schedule": "@every 1m", "executor_config": {"command": "x" * 2000}}
     deadline = time.monotonic() + 30
     for i in range(3000):
         store.apply({"op": "set_job", "job": {"name": f"job-{i % 50}", **body}, "now_ns": 1})
