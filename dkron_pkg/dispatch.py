@@ -17,10 +17,17 @@ class TargetError(ValueError):
 
 
 def parse_job_tags(tags: dict[str, str] | None) -> tuple[dict[str, str], int | None]:
-    """Split `{"k": "v:2"}` into required values and the cardinality (None = unlimited)."""
+    """Split `{"k": "v:2"}` into required values and the cardinality (None = unlimited).
+
+    Tags that are not a mapping of text (a job stored by an older version) select no node
+    (cardinality 0) rather than every node."""
     required: dict[str, str] = {}
     cardinality: int | None = None
+    if tags is not None and not isinstance(tags, dict):
+        return required, 0
     for key, raw in (tags or {}).items():
+        if not isinstance(raw, str):
+            return {}, 0
         value, sep, count_text = raw.partition(":")
         required[key] = value
         if sep:

@@ -16,14 +16,14 @@ import threading
 from datetime import UTC
 from typing import Any
 
-from dkron_pkg.jobs import USER_FIELDS, JobError, normalize_job
+from dkron_pkg.jobs import MAX_NAME_CHARS, USER_FIELDS, JobError, normalize_job
 from dkron_pkg.timefmt import ZERO_TIME, parse_rfc3339
 
 INT64_MAX = 2**63 - 1
 MAX_DEPTH = 16  # the deepest command (set_job -> job -> processors -> name -> key) needs 5
 MAX_ITEMS = 100_000  # values in one command, all levels together
 MAX_COMMAND_CHARS = 8 * 1024 * 1024  # text in one command, all strings together
-MAX_JOB_NAME_CHARS = 256
+MAX_JOB_NAME_CHARS = MAX_NAME_CHARS  # the API's bound
 MAX_IDENT_CHARS = 1024  # node names, execution ids, launch slots
 MAX_JOB_BYTES = 1024 * 1024  # a job's user fields, as JSON
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024  # an execution's output (runs keep their last 256,000 bytes)
@@ -341,6 +341,8 @@ def _close_intent(c: dict) -> dict:
 def _intent_nodes(c: dict) -> dict:
     _integer(c, "group")
     _node_list(c, "nodes", required=True)
+    _text(c, "standin_for", required=False)
+    _node_list(c, "drop", required=False)
     if c.get("retry") is not None:
         retry = _object(c, "retry")
         _text(retry, "slot", "retry.")
