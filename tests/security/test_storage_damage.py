@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from agent_support import TEST_KEY
 
 from dkron_pkg.raft_messages import Entry, EntryKind
 from dkron_pkg.raft_storage import LOG_MAGIC, REC_HARD, FileStorage, StorageCorruption
@@ -227,6 +228,7 @@ def run_agent(data: Path) -> subprocess.CompletedProcess:
         sys.executable, str(ROOT / "dkron.py"), "agent", "--server", "--bootstrap-expect", "1",
         "--node-name", "node1", "--data-dir", str(data), "--http-addr", "127.0.0.1:0",
         "--bind-addr", "127.0.0.1:0", "--rpc-port", "0", "--profile", "local",
+        "--encrypt", TEST_KEY,
     ]  # fmt: skip
     return subprocess.run(
         args, check=False, capture_output=True, text=True, timeout=60, cwd=data.parent
