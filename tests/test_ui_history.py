@@ -164,6 +164,8 @@ def test_every_time_carries_its_zone_and_one_switch_shows_them_all_in_utc(
         for route in ("#/", "#/busy", "#/nodes", "#/crontab", "#/new"):
             page.goto(f"{agent.base}/ui/{route}")
             expect(page.get_by_label("Times in")).to_have_value("utc")
+        # The form's start and end times are entered in the same zone.
+        expect(page.locator("#hint-starts_at")).to_have_text("In UTC.")
         page.goto(f"{agent.base}/ui/")
         expect(page.locator("svg#runs-per-hour .axis-title")).to_have_text("Hour (UTC)")
         page.get_by_label("Times in").select_option("local")
