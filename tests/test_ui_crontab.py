@@ -60,3 +60,43 @@ def test_crontab_errors_are_listed_with_their_line(agent, page, tmp_path):
     expect(errors).to_contain_text(":1")
     expect(page.get_by_role("button", name="Apply")).to_be_disabled()
     screenshot(page, tmp_path, "errors")
+
+
+def test_the_pages_example_is_accepted_as_shown_with_user_empty_or_set(agent, page, tmp_path):
+    page.goto(f"{agent.base}/ui/#/crontab")
+    text = page.get_by_label("Crontab", exact=True)
+    user = page.get_by_label("User (for a user crontab)")
+    expect(user).to_have_value("")
+    expect(page.locator("#crontab-format")).to_contain_text("system crontab")
+    # What the box shows as its example, copied in as it is, previews without an error.
+    text.fill(text.get_attribute("placeholder"))
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#plan-summary")).to_contain_text("1 to create")
+    expect(page.locator(".plan-errors")).to_have_count(0)
+    screenshot(page, tmp_path, "system-example")
+
+    # With a user, the example becomes a personal crontab, and it is accepted too.
+    user.fill("root")
+    expect(page.locator("#crontab-format")).to_contain_text("personal crontab of root")
+    page.get_by_role("button", name="Insert the example").click()
+    assert "root" not in text.input_value().splitlines()[-1]
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#plan-summary")).to_contain_text("1 to create")
+    expect(page.locator(".plan-errors")).to_have_count(0)
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#plan-summary")).to_contain_text("Created 1")
+    created = [
+        j
+        for j in agent.call("GET", "/v1/jobs")
+        if j["executor_config"].get("command") == "echo hello from cron"
+    ]
+    assert len(created) == 1
+
+
+def test_a_personal_crontab_read_as_a_system_one_gets_a_hint(agent, page, tmp_path):
+    page.goto(f"{agent.base}/ui/#/crontab")
+    page.get_by_label("Crontab", exact=True).fill("*/5 * * * * echo personal\n")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator(".plan-errors")).to_be_visible()
+    expect(page.locator("#crontab-kind-hint")).to_contain_text("fill in User")
+    screenshot(page, tmp_path, "kind-hint")

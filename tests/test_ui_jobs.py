@@ -35,7 +35,7 @@ def execution_rows(page):
 
 
 def test_create_job_through_form_then_run_it_and_read_its_output(agent, page, tmp_path):
-    open_ui(page, agent, "#/jobs/new")
+    open_ui(page, agent, "#/new")
     page.get_by_label("Name", exact=True).fill("ui-created")
     page.get_by_label("Display name").fill("Created in the browser")
     page.get_by_label("Schedule", exact=True).fill("0 30 9 * * *")
@@ -123,7 +123,7 @@ def test_toggle_disables_and_enables_the_job(agent, page, tmp_path):
 
 
 def test_bad_schedule_shows_the_server_message_next_to_the_schedule_field(agent, page, tmp_path):
-    open_ui(page, agent, "#/jobs/new")
+    open_ui(page, agent, "#/new")
     page.get_by_label("Name", exact=True).fill("ui-bad-schedule")
     schedule = page.get_by_label("Schedule", exact=True)
     schedule.fill("61 * * * * *")

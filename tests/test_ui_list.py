@@ -178,7 +178,7 @@ def test_phone_sized_screen_has_no_sideways_scrolling(agent, jobs, browser, tmp_
     tab = browser.context.new_page()
     try:
         tab.set_viewport_size({"width": 375, "height": 740})
-        routes = ("#/busy", "#/nodes", "#/crontab", "#/", "#/jobs", "#/jobs/list-a05", "#/jobs/new")
+        routes = ("#/busy", "#/nodes", "#/crontab", "#/", "#/jobs", "#/jobs/list-a05", "#/new")
         for route in routes:
             tab.goto(f"{agent.base}/ui/{route}")
             expect(tab.locator("h1")).to_be_visible()

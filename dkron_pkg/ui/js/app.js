@@ -10,13 +10,22 @@ import { renderJobForm } from "./views/form.js";
 import { renderBusy } from "./views/busy.js";
 import { renderNodes } from "./views/nodes.js";
 import { renderCrontab } from "./views/crontab.js";
+import { setTimesMode, timesMode, viewerZone } from "./format.js";
 
+// #/jobs/NAME is always the job called NAME (even "new" or "create"): the new-job form lives
+// at #/new, outside the jobs/ namespace, so no job name can collide with it.
 const ROUTES = [
   { pattern: /^\/?$/, nav: "dashboard", view: renderDashboard },
   { pattern: /^\/jobs\/?$/, nav: "jobs", view: renderJobs },
-  { pattern: /^\/jobs\/new$/, nav: "new", view: (ctx) => renderJobForm(ctx, null) },
-  { pattern: /^\/jobs\/([^/]+)\/edit$/, nav: "jobs", view: (ctx, n) => renderJobForm(ctx, n) },
-  { pattern: /^\/jobs\/([^/]+)$/, nav: "jobs", view: renderJob },
+  { pattern: /^\/new\/?$/, nav: "new", view: (ctx) => renderJobForm(ctx, null) },
+  { pattern: /^\/jobs\/([^/]+)\/edit\/?$/, nav: "jobs", view: (ctx, n) => renderJobForm(ctx, n) },
+  // The Dkron UI's links: #/jobs/NAME/show, and its executions tab (django-dkron's link).
+  {
+    pattern: /^\/jobs\/([^/]+)\/show(?:\/(executions|1))?\/?$/,
+    nav: "jobs",
+    view: (ctx, n, tab) => renderJob(ctx, n, { section: tab ? "executions" : "" }),
+  },
+  { pattern: /^\/jobs\/([^/]+)\/?$/, nav: "jobs", view: (ctx, n) => renderJob(ctx, n) },
   { pattern: /^\/busy$/, nav: "busy", view: renderBusy },
   { pattern: /^\/nodes$/, nav: "nodes", view: renderNodes },
   { pattern: /^\/crontab$/, nav: "crontab", view: renderCrontab },
@@ -29,8 +38,19 @@ let renderSeq = 0;
 /** Parse "#/jobs?status=failed" into {path: "/jobs", query: URLSearchParams}. */
 export function parseHash(hash = window.location.hash) {
   const raw = hash.replace(/^#/, "") || "/";
-  const [path, search] = raw.split("?", 2);
-  return { path, query: new URLSearchParams(search || "") };
+  const at = raw.indexOf("?");
+  const path = at < 0 ? raw : raw.slice(0, at);
+  return { path, query: new URLSearchParams(at < 0 ? "" : raw.slice(at + 1)) };
+}
+
+/** A path part as text: "caf%C3%A9" -> "café"; a stray "%" is kept as typed, not an error. */
+function decodePart(part) {
+  if (part === undefined) return "";
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
 }
 
 export function navigate(hash) {
@@ -117,7 +137,7 @@ async function route() {
   main.setAttribute("aria-busy", "true");
   const ctx = makeContext(query, seq);
   try {
-    const args = match.slice(1).map((part) => decodeURIComponent(part));
+    const args = match.slice(1).map(decodePart);
     await found.view(ctx, ...args);
   } catch (err) {
     if (seq !== renderSeq) return;
@@ -140,6 +160,17 @@ async function refreshNodeInfo() {
   }
 }
 
+/** The "Times in" switch in the top bar: one setting for every time on every page. */
+function setUpTimesSwitch() {
+  const select = document.getElementById("times-mode");
+  document.getElementById("times-local").textContent = `your zone (${viewerZone()})`;
+  select.value = timesMode();
+  select.addEventListener("change", () => {
+    setTimesMode(select.value);
+    route();
+  });
+}
+
 document.getElementById("logout").addEventListener("click", () => {
   setToken("");
   refreshNodeInfo();
@@ -155,5 +186,6 @@ document.getElementById("skip-link").addEventListener("click", (ev) => {
   main.focus();
 });
 
+setUpTimesSwitch();
 refreshNodeInfo();
 route();

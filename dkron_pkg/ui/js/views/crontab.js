@@ -77,25 +77,89 @@ function drawPlan(box, plan, applied) {
   ]);
 }
 
+// The example follows the kind of crontab the server will read: with User empty it reads a
+// system crontab, whose lines carry a user column; with User set, a personal one without it.
+// Both examples are accepted as shown (root exists on every host) and run as written.
+const EXAMPLES = {
+  system: "# m h dom mon dow user command\n*/5 * * * * root echo hello from cron",
+  user: "# m h dom mon dow command\n*/5 * * * * echo hello from cron",
+};
+
+function formatHint(user) {
+  if (!user) {
+    return [
+      "Read as a system crontab (like /etc/crontab): minute hour day-of-month month day-of-week ",
+      h("strong", {}, "user"),
+      " command. For a personal crontab (as ",
+      h("code", {}, "crontab -l"),
+      " prints it, with no user column), fill in User.",
+    ];
+  }
+  return [
+    "Read as the personal crontab of ",
+    h("strong", {}, user),
+    ": minute hour day-of-month month day-of-week command (no user column).",
+  ];
+}
+
+/** A hint when a personal crontab was read as a system one (its command taken for a user). */
+function kindHint(plan, user) {
+  const errors = (plan.errors || []).map((e) => (typeof e === "string" ? e : e.text || ""));
+  if (user || !errors.some((e) => e.includes("bad username"))) return null;
+  return h(
+    "p",
+    { class: "hint-box", id: "crontab-kind-hint" },
+    "These lines look like a personal crontab (no user column): fill in User with the account they should run as, then preview again.",
+  );
+}
+
+/**
+ * The text to send. Lines typed in the box end where the box ends: the last one gets its
+ * newline (Debian cron rejects a *file* without one, which a text box is not). An uploaded
+ * file left as it was is sent as it is, so the preview tells the truth about that file.
+ */
+function crontabBody(value, uploaded) {
+  if (value === uploaded || value === "" || value.endsWith("\n")) return value;
+  return `${value}\n`;
+}
+
 export async function renderCrontab(ctx) {
   ctx.setTitle("Crontab import");
-  const text = h("textarea", { id: "crontab-text", rows: "12", spellcheck: "false", class: "json-editor", placeholder: "# m h dom mon dow command\n*/5 * * * * /usr/local/bin/backup" });
+  const text = h("textarea", { id: "crontab-text", rows: "12", spellcheck: "false", class: "json-editor", placeholder: EXAMPLES.system, "aria-describedby": "crontab-format" });
+  const formatLine = h("p", { class: "hint", id: "crontab-format" }, formatHint(""));
   const file = h("input", { id: "crontab-file", type: "file", accept: "text/*,.crontab,*" });
   const dialect = h("select", { id: "crontab-dialect" }, h("option", { value: "debian" }, "Debian cron (one bad line rejects the file)"), h("option", { value: "cronie" }, "cronie (bad lines skipped)"));
-  const user = h("input", { id: "crontab-user", autocomplete: "off", placeholder: "empty = system crontab with a user field" });
+  const user = h("input", { id: "crontab-user", autocomplete: "off", placeholder: "empty = system crontab with a user column" });
+  const example = h("button", { type: "button", class: "small", id: "crontab-example" }, "Insert the example");
   const planBox = h("div", { id: "crontab-plan", "aria-live": "polite" });
   const applyButton = h("button", { type: "button", class: "primary", id: "crontab-apply", disabled: true }, "Apply");
   let previewed = "";
+  let uploaded = null; // an uploaded file's text, sent byte for byte while left unedited
 
   file.addEventListener("change", async () => {
     const f = file.files && file.files[0];
     if (!f) return;
     text.value = await f.text();
+    uploaded = text.value;
     previewed = "";
     applyButton.disabled = true;
   });
   text.addEventListener("input", () => {
     applyButton.disabled = text.value !== previewed;
+  });
+  const kind = () => (user.value.trim() ? "user" : "system");
+  user.addEventListener("input", () => {
+    text.placeholder = EXAMPLES[kind()];
+    clear(formatLine);
+    append(formatLine, [formatHint(user.value.trim())]);
+    previewed = "";
+    applyButton.disabled = true;
+  });
+  example.addEventListener("click", () => {
+    text.value = `${EXAMPLES[kind()]}\n`;
+    previewed = "";
+    applyButton.disabled = true;
+    text.focus();
   });
 
   const query = () => ({ dialect: dialect.value, user: user.value.trim() });
@@ -103,7 +167,7 @@ export async function renderCrontab(ctx) {
     try {
       const { data } = await api("POST", `/crontab/${action}`, {
         query: query(),
-        body: text.value,
+        body: crontabBody(text.value, uploaded),
         bodyType: "text/x-crontab",
       });
       return data || {};
@@ -116,6 +180,8 @@ export async function renderCrontab(ctx) {
       if (err instanceof ApiError && err.status === 400) {
         const plan = err.body && typeof err.body === "object" ? err.body : { errors: [err.message] };
         drawPlan(planBox, plan, false);
+        const hint = kindHint(plan, user.value.trim());
+        if (hint) planBox.prepend(hint);
         return null;
       }
       throw err;
@@ -146,7 +212,7 @@ export async function renderCrontab(ctx) {
     h(
       "form",
       { class: "crontab-form", onsubmit: preview },
-      h("div", { class: "field" }, h("label", { for: "crontab-text" }, "Crontab"), text),
+      h("div", { class: "field" }, h("label", { for: "crontab-text" }, "Crontab"), text, h("div", { class: "format-line" }, formatLine, example)),
       h("div", { class: "row" },
         h("div", { class: "field" }, h("label", { for: "crontab-file" }, "…or upload a file"), file),
         h("div", { class: "field" }, h("label", { for: "crontab-dialect" }, "Dialect"), dialect),

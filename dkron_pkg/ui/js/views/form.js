@@ -3,7 +3,7 @@
 
 import { api, ApiError, get, jobPath } from "../api.js";
 import { h, toast } from "../dom.js";
-import { viewerZone } from "../format.js";
+import { displayZone, timesMode } from "../format.js";
 import { kvEditor } from "./kv.js";
 import { renderPreview } from "./preview.js";
 
@@ -40,19 +40,20 @@ const TEXT_FIELDS = [
   "parent_job",
 ];
 
-/** RFC 3339 (UTC) -> value of an <input type="datetime-local"> in the viewer's zone. */
+/** RFC 3339 -> value of an <input type="datetime-local"> in the display zone (yours or UTC). */
 export function toLocalInput(iso) {
   if (!iso || iso.startsWith("0001-01-01")) return "";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "";
+  if (timesMode() === "utc") return d.toISOString().slice(0, 16);
   const pad = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** <input type="datetime-local"> value (viewer's zone) -> RFC 3339 UTC, or null when empty. */
+/** <input type="datetime-local"> value (display zone) -> RFC 3339 UTC, or null when empty. */
 export function fromLocalInput(value) {
   if (!value) return null;
-  const d = new Date(value);
+  const d = new Date(timesMode() === "utc" ? `${value}Z` : value);
   return Number.isNaN(d.getTime()) ? null : d.toISOString().replace(/\.\d{3}Z$/, "Z");
 }
 
@@ -333,8 +334,8 @@ export async function renderJobForm(ctx, name) {
         h("legend", {}, "When"),
         h("div", { class: "field check" }, el.disabled, h("label", { for: "f-disabled" }, "Disabled"), h("p", { class: "field-error", id: "err-disabled" })),
         h("div", { class: "field check" }, el.ephemeral, h("label", { for: "f-ephemeral" }, "Ephemeral (delete after its first success)"), h("p", { class: "field-error", id: "err-ephemeral" })),
-        fieldBox("starts_at", "Starts at", el.starts_at, `Your time zone (${viewerZone()}).`),
-        fieldBox("expires_at", "Expires at", el.expires_at, `Your time zone (${viewerZone()}).`),
+        fieldBox("starts_at", "Starts at", el.starts_at, `In ${displayZone()}.`),
+        fieldBox("expires_at", "Expires at", el.expires_at, `In ${displayZone()}.`),
         fieldBox("missed_runs", "Missed runs", el.missed_runs, "What to do with runs missed while the cluster was down."),
         fieldBox("missed_runs_limit", "Missed runs limit", el.missed_runs_limit),
       ),

@@ -1,16 +1,19 @@
-// Job page: every field, next fire times in two zones, executions with live output, actions.
+// Job page: every field, next fire times in two zones, a chart of the last runs, executions
+// with live output and each failure's error line, actions.
 
 import { api, ApiError, get, jobPath } from "../api.js";
 import { badge, chips, clear, errorBox, h, rerender, tableWrap, toast } from "../dom.js";
+import { runHistoryChart } from "../charts.js";
 import {
+  displayZone,
   executionDuration,
   executionState,
+  failureSummary,
   formatDuration,
   formatTime,
   isRunning,
   jobState,
   STATUS_LABELS,
-  viewerZone,
 } from "../format.js";
 import { renderPreview } from "./preview.js";
 
@@ -69,7 +72,7 @@ function fieldValue(key, value, job) {
 }
 
 function fieldsList(job) {
-  const known = new Set(FIELD_ORDER.map(([k]) => k).concat(["id", "running"]));
+  const known = new Set(FIELD_ORDER.map(([k]) => k).concat(["id", "running", "warnings"]));
   const extra = Object.keys(job).filter((k) => !known.has(k));
   return h(
     "dl",
@@ -82,7 +85,31 @@ function fieldsList(job) {
   );
 }
 
-export async function renderJob(ctx, name) {
+/** The server's warnings about a job (e.g. tags no known node matches), as text lines. */
+function warningLines(job) {
+  const list = Array.isArray(job.warnings) ? job.warnings : job.warnings ? [job.warnings] : [];
+  return list
+    .map((w) => (typeof w === "string" ? w : w && (w.message || w.text || JSON.stringify(w))))
+    .filter(Boolean);
+}
+
+function notFound(main, name) {
+  clear(main);
+  main.append(
+    h("h1", {}, "Job not found"),
+    errorBox(`There is no job named "${name}".`),
+    h(
+      "p",
+      { class: "not-found-links" },
+      h("a", { href: "#/jobs" }, "All jobs"),
+      " · ",
+      h("a", { href: "#/new", id: "create-instead" }, "Create a new job"),
+    ),
+  );
+}
+
+/** options.section = "executions" scrolls to the executions (the Dkron UI's executions tab). */
+export async function renderJob(ctx, name, options = {}) {
   ctx.setTitle(name);
   const openOutputs = new Set();
   const fullOutputs = new Map();
@@ -96,6 +123,8 @@ export async function renderJob(ctx, name) {
   const previewBox = h("div", { id: "job-preview" });
   const liveBox = h("section", { id: "live", "aria-labelledby": "live-h", hidden: true });
   const execBox = h("div", { id: "executions" });
+  const warningsBox = h("div", { id: "job-warnings-box" });
+  const historyBox = h("div", { id: "history", class: "chart-box" });
 
   async function act(label, fn) {
     try {
@@ -153,6 +182,17 @@ export async function renderJob(ctx, name) {
         ),
       ),
     );
+    const warnings = warningLines(job);
+    rerender(warningsBox, () =>
+      warnings.length
+        ? h(
+            "div",
+            { class: "warning-box", id: "job-warnings", role: "status" },
+            h("strong", {}, warnings.length === 1 ? "Warning" : "Warnings"),
+            h("ul", {}, warnings.map((w) => h("li", {}, w))),
+          )
+        : h("span"),
+    );
     rerender(toolbar, () =>
       h(
         "div",
@@ -166,6 +206,46 @@ export async function renderJob(ctx, name) {
         h("button", { type: "button", class: "danger", id: "delete", dataset: { focusKey: "delete" }, onclick: remove }, "Delete"),
       ),
     );
+  }
+
+  /** Show one run's row: scroll to it, open its output and mark it for a moment. */
+  function pickExecution(exec) {
+    openOutputs.add(exec.id);
+    drawExecutions();
+    const row = execBox.querySelector(`tr[data-exec="${CSS.escape(exec.id)}"]`);
+    if (!row) return;
+    row.scrollIntoView({ block: "center" });
+    row.classList.add("picked");
+    setTimeout(() => row.classList.remove("picked"), 2000);
+    const summary = row.querySelector("summary");
+    if (summary) summary.focus({ preventScroll: true });
+  }
+
+  function drawHistory() {
+    rerender(historyBox, () => {
+      if (!executions.length) return h("p", { class: "muted" }, "No runs yet.");
+      const zone = displayZone();
+      const width = Math.max(280, Math.floor(historyBox.clientWidth || 720));
+      return h(
+        "figure",
+        { class: "chart-figure" },
+        runHistoryChart(executions, { width, zone, onPick: pickExecution }),
+        h(
+          "figcaption",
+          { class: "legend" },
+          h("span", { class: "key key-success" }, "● succeeded"),
+          h("span", { class: "key key-failed" }, "◆ failed"),
+          h("span", { class: "key key-running" }, "○ running"),
+          h("span", { class: "muted" }, " · last 100 runs; click a mark to see its run"),
+        ),
+      );
+    });
+  }
+
+  function errorLine(exec) {
+    const text = failureSummary(exec);
+    if (!text) return null;
+    return h("p", { class: "error-line", title: text }, h("span", { class: "visually-hidden" }, "Error: "), text);
   }
 
   function outputBlock(exec) {
@@ -222,7 +302,7 @@ export async function renderJob(ctx, name) {
                 h("td", { "data-label": "Node" }, e.node_name || "—"),
                 h("td", { "data-label": "Attempt" }, String(e.attempt ?? "—")),
                 h("td", { "data-label": "Duration" }, formatDuration(executionDuration(e))),
-                h("td", { "data-label": "Output", class: "output-cell" }, outputBlock(e)),
+                h("td", { "data-label": "Output", class: "output-cell" }, errorLine(e), outputBlock(e)),
                 h(
                   "td",
                   {},
@@ -282,6 +362,7 @@ export async function renderJob(ctx, name) {
     drawHead();
     rerender(fieldsBox, () => h("div", {}, h("h2", { id: "fields-h" }, "Details"), fieldsList(job)));
     drawExecutions();
+    drawHistory();
     const previewKey = `${job.schedule}|${job.timezone}|${job.disabled}`;
     if (previewKey !== lastPreviewKey) {
       lastPreviewKey = previewKey;
@@ -290,9 +371,12 @@ export async function renderJob(ctx, name) {
     await drawLive();
   }
 
+  const execHeading = h("h2", { id: "exec-h", tabindex: "-1" }, "Executions");
   ctx.main.append(
     head,
+    warningsBox,
     toolbar,
+    h("section", { "aria-labelledby": "history-h" }, h("h2", { id: "history-h" }, "Run history"), historyBox),
     h(
       "div",
       { class: "two-col" },
@@ -301,22 +385,25 @@ export async function renderJob(ctx, name) {
         "section",
         { "aria-labelledby": "preview-h" },
         h("h2", { id: "preview-h" }, "Next runs"),
-        h("p", { class: "muted small" }, `Your time zone: ${viewerZone()}`),
+        h("p", { class: "muted small" }, `Times on this page: ${displayZone()} (the "Times in" switch at the top changes it).`),
         previewBox,
       ),
     ),
     liveBox,
-    h("section", { "aria-labelledby": "exec-h" }, h("h2", { id: "exec-h" }, "Executions"), execBox),
+    h("section", { "aria-labelledby": "exec-h", id: "executions-section" }, execHeading, execBox),
   );
   try {
     await refresh();
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
-      clear(ctx.main);
-      ctx.main.append(h("h1", {}, "Job not found"), errorBox(`There is no job named "${name}".`), h("p", {}, h("a", { href: "#/jobs" }, "All jobs")));
+      notFound(ctx.main, name);
       return;
     }
     throw err;
+  }
+  if (options.section === "executions") {
+    execHeading.scrollIntoView({ block: "start" });
+    execHeading.focus({ preventScroll: true });
   }
   // Poll faster while something runs so output and the end of a run show up promptly.
   let lastPoll = 0;

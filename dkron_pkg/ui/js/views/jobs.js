@@ -4,7 +4,8 @@ import { api, getPage, jobPath } from "../api.js";
 import { badge, h, rerender, tableWrap, toast } from "../dom.js";
 import { formatTime, jobState, STATUS_LABELS } from "../format.js";
 
-const PAGE_SIZES = [10, 25, 50, 100];
+const PAGE_SIZES = [5, 10, 25, 50, 100];
+const SORT_KEYS = ["name", "displayname", "schedule", "success_count", "error_count", "last_success", "last_error", "next"];
 const COLUMNS = [
   { key: "name", label: "Name", sort: "name" },
   { key: "schedule", label: "Schedule", sort: "schedule" },
@@ -29,24 +30,51 @@ export function parsePairs(text) {
     .filter(([k]) => k);
 }
 
-function stateFromQuery(query) {
-  const size = Number(query.get("size")) || 25;
+/**
+ * The list's state from the address. Two forms are understood: this UI's own
+ * (?q=..&status=..&page=0&size=25) and the Dkron UI's react-admin links
+ * (?filter={"q":"..","status":"failed","disabled":true}&sort=id&order=ASC&page=1&perPage=10),
+ * whose page numbers start at 1. `problem` says what in a link could not be used.
+ */
+export function stateFromQuery(query) {
+  const dkronLink = query.has("filter") || query.has("perPage");
+  let filter = {};
+  let problem = "";
+  if (query.has("filter")) {
+    try {
+      const parsed = JSON.parse(query.get("filter") || "{}");
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) filter = parsed;
+      else problem = "The link's filter is not a JSON object; showing all jobs.";
+    } catch {
+      problem = "The link's filter is not valid JSON; showing all jobs.";
+    }
+  }
+  const pick = (key) => {
+    const value = key in filter ? filter[key] : query.get(key);
+    return value === null || value === undefined ? "" : String(value);
+  };
+  const size = Number(query.get(dkronLink && query.has("perPage") ? "perPage" : "size")) || 25;
+  const rawPage = Number(query.get("page")) || 0;
+  const sort = query.get("sort") === "id" ? "name" : query.get("sort") || "name";
   return {
-    q: query.get("q") || "",
-    status: query.get("status") || "",
-    disabled: query.get("disabled") || "",
+    q: pick("q"),
+    status: pick("status"),
+    disabled: pick("disabled"),
     tags: query.get("tags") || "",
     metadata: query.get("metadata") || "",
-    sort: query.get("sort") || "name",
+    sort: SORT_KEYS.includes(sort) ? sort : "name",
     order: query.get("order") === "DESC" ? "DESC" : "ASC",
-    page: Math.max(0, Number(query.get("page")) || 0),
+    page: Math.max(0, dkronLink ? rawPage - 1 : rawPage),
     size: PAGE_SIZES.includes(size) ? size : 25,
+    dkronLink,
+    problem,
   };
 }
 
 function stateToHash(state) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(state)) {
+    if (k === "dkronLink" || k === "problem") continue;
     const defaults = { sort: "name", order: "ASC", page: 0, size: 25 };
     if (v !== "" && v !== defaults[k]) q.set(k, String(v));
   }
@@ -68,6 +96,21 @@ function apiQuery(state) {
   return q;
 }
 
+const STATUS_OPTIONS = [
+  ["", "any"],
+  ["running", "running now"],
+  ["success", "success"],
+  ["failed", "failed"],
+  ["partially_failed", "partially failed"],
+  ["untriggered", "never run"],
+];
+
+/** The status choices, plus the one a link asked for if it is not among them. */
+function statusOptions(current) {
+  if (!current || STATUS_OPTIONS.some(([v]) => v === current)) return STATUS_OPTIONS;
+  return [...STATUS_OPTIONS, [current, current]];
+}
+
 function select(id, label, value, options, onchange) {
   return h(
     "div",
@@ -84,6 +127,8 @@ function select(id, label, value, options, onchange) {
 export async function renderJobs(ctx) {
   ctx.setTitle("Jobs");
   const state = stateFromQuery(ctx.query);
+  // A Dkron UI link is rewritten into this list's own address, so reload and sharing keep it.
+  if (state.dkronLink) history.replaceState(null, "", stateToHash(state));
   const selected = new Set();
   let rows = [];
   let total = 0;
@@ -259,7 +304,7 @@ export async function renderJobs(ctx) {
       h("label", { for: "filter-q" }, "Search"),
       h("input", { id: "filter-q", type: "search", value: state.q, placeholder: "name or display name", oninput: onText("q") }),
     ),
-    select("filter-status", "Status", state.status, [["", "any"], ["running", "running now"], ["success", "success"], ["failed", "failed"], ["untriggered", "never run"]], (ev) => change({ status: ev.target.value })),
+    select("filter-status", "Status", state.status, statusOptions(state.status), (ev) => change({ status: ev.target.value })),
     select("filter-disabled", "Enabled", state.disabled, [["", "any"], ["false", "enabled"], ["true", "disabled"]], (ev) => change({ disabled: ev.target.value })),
     h(
       "div",
@@ -277,7 +322,8 @@ export async function renderJobs(ctx) {
   );
 
   ctx.main.append(
-    h("div", { class: "page-head" }, h("h1", {}, "Jobs"), h("a", { class: "button primary", href: "#/jobs/new" }, "New job")),
+    h("div", { class: "page-head" }, h("h1", {}, "Jobs"), h("a", { class: "button primary", href: "#/new" }, "New job")),
+    state.problem ? h("p", { class: "error-box", id: "filter-problem", role: "alert" }, state.problem) : null,
     filters,
     h("div", { class: "bulk", role: "toolbar", "aria-label": "Bulk actions" }, bulkCount, bulkButtons),
     tableBox,

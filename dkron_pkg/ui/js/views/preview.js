@@ -2,7 +2,7 @@
 
 import { api, AuthRequired } from "../api.js";
 import { append, clear, h, tableWrap } from "../dom.js";
-import { formatTime, viewerZone } from "../format.js";
+import { displayZone, formatTime, timesMode } from "../format.js";
 
 /** Ask the server for the next `count` fire times. Returns {description, next} or throws. */
 export async function fetchPreview({ schedule, timezone, name }, count = 5) {
@@ -42,7 +42,8 @@ export async function renderPreview(box, job) {
   if (box.dataset.seq !== seq) return undefined;
   clear(box);
   const jobZone = job.timezone || "";
-  const mine = viewerZone();
+  const mine = displayZone();
+  const mineLabel = timesMode() === "utc" ? "UTC" : `Your time (${mine})`;
   const jobLabel = jobZone ? `Job zone (${jobZone})` : "UTC (the job has no zone: server local time)";
   append(box, [
     preview.description ? h("p", { class: "preview-description" }, preview.description) : null,
@@ -52,7 +53,7 @@ export async function renderPreview(box, job) {
           h(
             "table",
             { class: "data compact preview-table" },
-            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, jobLabel), h("th", { scope: "col" }, `Your time (${mine})`))),
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, jobLabel), h("th", { scope: "col" }, mineLabel))),
             h(
               "tbody",
               {},
