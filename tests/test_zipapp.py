@@ -7,6 +7,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -275,6 +276,14 @@ def test_pip_install_gives_a_dkron_command(tmp_path: Path) -> None:
     assert proc.stderr == 'dkron: error: flag --rpc-port: expected an integer, got "x"\n'
 
 
+def readme_first_job() -> dict:
+    """The job the README's first `curl ... -d '{...}'` example creates."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"curl -s localhost:8080/v1/jobs [^\n]*-d '(\{.*?\})'", text, re.DOTALL)
+    assert found, "the README's first example no longer creates a job with curl -d"
+    return json.loads(found.group(1))
+
+
 def test_the_pyz_runs_a_working_node_from_an_empty_folder(pyz: Path, tmp_path: Path) -> None:
     """The first README command, minus the build: a node that stores and runs jobs."""
     import socket
@@ -323,20 +332,18 @@ def test_the_pyz_runs_a_working_node_from_an_empty_folder(pyz: Path, tmp_path: P
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline
                 time.sleep(0.1)
-        job = {
-            "name": "from-pyz",
-            "schedule": "@manually",
-            "executor": "shell",
-            "executor_config": {"command": "echo hello from the pyz"},
-        }
+        job = readme_first_job()
+        name = job["name"]
         assert call("POST", "/v1/jobs", job)[0] == 201
-        assert call("POST", "/v1/jobs/from-pyz/run")[0] == 202
+        assert call("POST", f"/v1/jobs/{name}/run")[0] == 202
         for _ in range(100):
-            _, runs = call("GET", "/v1/jobs/from-pyz/executions")
+            _, runs = call("GET", f"/v1/jobs/{name}/executions")
             if runs and not runs[0]["finished_at"].startswith("0001"):
                 break
             time.sleep(0.1)
-        assert runs[0]["success"] is True and runs[0]["output"] == "hello from the pyz\n"
+        # The README's first job succeeds as written, on its first attempt.
+        assert runs[0]["success"] is True and runs[0]["attempt"] == 1, runs[0]
+        assert runs[0]["output"].strip(), runs[0]
         assert (tmp_path / "dkron.data").is_dir()  # data in a local folder by default
     finally:
         proc.terminate()
