@@ -369,13 +369,13 @@ class Agent:
             return
         self.reporter.finished(job, execution, stopped, report_to or self.rpc_addr)
 
-    def _follow_up(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _follow_up(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn` on the follow-up pool; once the agent is stopping, it is left undone (the
-        next leader settles what it would have)."""
+        next leader settles what it would have). `what` says what it does, for the log."""
         try:
             self._follow_pool.submit(fn, *args)
         except RuntimeError:
-            log.info("stopping: not starting %s", getattr(fn, "__name__", "a follow-up"))
+            log.info("shutting down: %s is left to the next leader", what)
 
     def process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
@@ -625,7 +625,7 @@ class Agent:
         replicator = self.cluster.replicator if self.cluster is not None else None
         term = replicator.term() if replicator is not None else 0
         self.launch.post(lambda now: core.lead(term))
-        self._follow_up(self._become_leader, term)
+        self._follow_up("taking up the leadership", self._become_leader, term)
 
     def _become_leader(self, term: int) -> None:
         """Apply everything the old leader committed, then let the core arm and settle.
