@@ -12,7 +12,12 @@ import urllib.parse
 
 import pytest
 from agent_support import shell_job, start_agent
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dkron_pkg.job_compat import KNOWN_FIELDS, LEGACY_SHELL_FIELDS, accept_client_job
+from dkron_pkg.jobs import JobError, normalize_job
+from dkron_pkg.node_tags import job_tag_warnings
 from dkron_pkg.store_commands import CommandError, check_command
 
 
@@ -219,3 +224,40 @@ def test_other_tags_that_select_no_node(node, tags, fragment) -> None:
 def test_tags_some_node_has_give_no_warnings(node, tags) -> None:
     assert node.post("/v1/jobs", shell_job("some-node", "true", tags=tags)).status == 201
     assert "warnings" not in node.get("/v1/jobs/some-node").json()
+
+
+# ----- total functions --------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+KEYS = st.sampled_from(sorted(KNOWN_FIELDS) + list(LEGACY_SHELL_FIELDS)) | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, JSON_VALUES, max_size=8) | JSON_VALUES)
+def test_any_payload_is_accepted_or_refused_with_a_job_error(payload) -> None:
+    try:
+        sent = accept_client_job(payload)
+        job = normalize_job(sent.payload)
+    except JobError as e:
+        assert str(e)
+        return
+    assert set(job) <= KNOWN_FIELDS
+    assert sent.ignored == sorted(set(payload) - KNOWN_FIELDS - set(sent.mapped))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    JSON_VALUES,
+    st.lists(
+        st.fixed_dictionaries({"Tags": st.dictionaries(st.text(max_size=6), st.text(max_size=6))})
+    ),
+)
+def test_job_tag_warnings_are_total(tags, members) -> None:
+    warnings = job_tag_warnings(tags, members, "global")
+    assert all(isinstance(w, str) and w for w in warnings)
