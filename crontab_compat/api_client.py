@@ -13,13 +13,16 @@ class ApiError(Exception):
 
 
 class DkronClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 15.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout: float = 15.0, source: str = ""
+    ) -> None:
         parsed = urllib.parse.urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ApiError(f"bad --api address {base_url!r}: expected http://host:port")
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.source = source  # where the address came from, said when it cannot be reached
 
     def _request(self, method: str, path: str, body: dict | None = None) -> object:
         data = None if body is None else json.dumps(body).encode()
@@ -37,7 +40,9 @@ class DkronClient:
             raise ApiError(f"{method} {path} failed: HTTP {exc.code} {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ApiError(f"cannot reach the Dkron API at {self.base_url}: {reason}") from None
+            raise ApiError(
+                f"cannot reach the Dkron API at {self.base_url}: {reason}{self.source}"
+            ) from None
         if not payload.strip():
             return None
         try:

@@ -9,6 +9,7 @@ prefix. Every problem names the file, the line number and cron's own error word.
 from __future__ import annotations
 
 import re
+import shutil
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -264,6 +265,7 @@ class _FileParser:
         user, home, pos = self.user_field(line_no, text, pos)
         raw = text[pos:]
         self.check_command(line_no, raw)
+        self.check_user_as_command(line_no, raw)
         if self.dialect == "cronie" and raw.startswith("-n "):
             options["mail_on_failure_only"] = "true"
             raw = raw[3:].lstrip(_BLANKS)
@@ -309,7 +311,7 @@ class _FileParser:
                 raise _LineError("bad command", "a system crontab line needs a user and a command")
             info = self.lookup(name)
             if info is None:
-                raise _LineError("bad username", f"no such user {name!r}")
+                raise _LineError("bad username", f"no such user {name!r}{_user_field_hint(name)}")
             return info.name, info.home, _skip(text, pos)
         owner = self.owner or ""
         info = self.lookup(owner) if owner else None
@@ -333,12 +335,46 @@ class _FileParser:
                 f"{first!r} is not a year: cron runs the command {raw!r}",
             )
 
+    def check_user_as_command(self, line_no: int, raw: str) -> None:
+        """A personal crontab whose command starts with a user name is likely a system
+        crontab (as /etc/crontab) read as a personal one: cron would run the user name."""
+        if self.system or not raw.strip():
+            return
+        first = raw.split()[0]
+        if self.lookup(first) is not None and shutil.which(first) is None:
+            self.warn(
+                line_no,
+                "user name as command",
+                f"{first!r} is a user, not a command: if this is a system crontab (a user "
+                "field before each command, as /etc/crontab), give --system",
+            )
+
     def job_env(self, user: str, home: str) -> dict[str, str]:
         env = {"SHELL": "/bin/sh", "HOME": home, "PATH": DEFAULT_PATH[self.dialect]}
         env.update(self.env)
         env["LOGNAME"] = user
         env["USER"] = user
         return env
+
+
+def _user_field_hint(name: str) -> str:
+    """Why a system crontab line may name no user: the file may be a personal crontab."""
+    if _looks_like_command(name):
+        return (
+            f"; {name!r} looks like a command, so this is probably a personal crontab (the "
+            "format of crontab -e, with no user field) read as a system one: import it as one "
+            "user's crontab with --user NAME"
+        )
+    return (
+        " (a system crontab names the user before the command; for a personal crontab, "
+        "give --user NAME)"
+    )
+
+
+def _looks_like_command(word: str) -> bool:
+    if any(ch in word for ch in "/=$\"'`;|&<>()") or word.startswith(("~", ".")):
+        return True
+    return shutil.which(word) is not None
 
 
 def _keyword_fields(keyword: str) -> str:

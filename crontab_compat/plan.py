@@ -118,10 +118,12 @@ def plan_import(
     agent_user: str | None = None,
     strict: bool | None = None,
     owners: FileOwners | None = None,
+    other_owner: str | None = None,
 ) -> Plan:
     """Compare the crontab files with the cluster's jobs and say what must change; with
-    `owners`, files are also judged by owner and mode as cron judges them."""
-    sources, errors, warnings = collect_sources(files, user, dialect)
+    `owners`, files are also judged by owner and mode as cron judges them. `other_owner` owns
+    files outside cron's own places (see `sources`); None reads them as system crontabs."""
+    sources, errors, warnings = collect_sources(files, user, dialect, other_owner)
     parsed = [read_source(source, dialect, lookup, owners) for source in sources]
     plan = Plan(strict=(dialect == "debian") if strict is None else strict)
     plan.errors.extend(errors)

@@ -1,9 +1,16 @@
 """Finding and reading crontab files safely: directories, permissions, binary and huge files.
 
-A path names a system crontab (with a user field) unless `--user` says whose crontab it is or it
-lies in a spool directory (`/var/spool/cron/crontabs/<user>`, `/var/spool/cron/<user>` or any
-directory called `crontabs`), where the file name is the owner. Directory arguments expand to
-the files cron itself would read there.
+Whose crontab a file is, decided as cron decides it:
+- `--user NAME`: the files are that user's crontab (no user field);
+- `/etc/crontab` (or `.../etc/crontab`, a copy of an /etc tree) and files in a `cron.d`
+  directory are system crontabs, with a user field before the command;
+- a file in a spool directory (`/var/spool/cron/crontabs/<user>`, `/var/spool/cron/<user>`,
+  `/var/spool/cron/tabs/<user>` or any directory called `crontabs`) is the crontab of the user
+  it is named after;
+- any other file is the crontab of `other_owner` (the command line passes the invoking user,
+  as `crontab FILE` would install it), or a system crontab when `other_owner` is None
+  (`--system`, and `--crontab-sync`, which owns only the host's cron files).
+Directory arguments expand to the files cron itself would read there.
 """
 
 from __future__ import annotations
@@ -28,15 +35,30 @@ class Source:
     owner: str | None
 
 
+SPOOL_DIRS = ("/var/spool/cron", "/var/spool/cron/tabs")
+
+
 def _is_spool_dir(directory: str) -> bool:
     directory = os.path.normpath(directory)
-    return os.path.basename(directory) == "crontabs" or directory == "/var/spool/cron"
+    return os.path.basename(directory) == "crontabs" or directory in SPOOL_DIRS
+
+
+def _is_system_place(path: str, is_dir: bool) -> bool:
+    """/etc/crontab (also inside a copied /etc tree) and cron.d, the system crontabs."""
+    path = os.path.normpath(path)
+    if is_dir:
+        return os.path.basename(path) == "cron.d"
+    parent = os.path.basename(os.path.dirname(path))
+    return parent == "cron.d" or (parent == "etc" and os.path.basename(path) == "crontab")
 
 
 def collect_sources(
-    paths: list[str], user: str | None, dialect: str
+    paths: list[str], user: str | None, dialect: str, other_owner: str | None = None
 ) -> tuple[list[Source], list[Issue], list[Issue]]:
-    """Expand the command-line paths into crontab sources; returns (sources, errors, warnings)."""
+    """Expand the command-line paths into crontab sources; returns (sources, errors, warnings).
+
+    `other_owner` owns the files that are neither cron's system files nor spool files (see the
+    module's docstring); None makes them system crontabs."""
     sources: list[Source] = []
     errors: list[Issue] = []
     warnings: list[Issue] = []
@@ -49,26 +71,34 @@ def collect_sources(
                 errors.append(Issue(path, 0, "cannot read directory", exc.strerror or str(exc)))
                 continue
             spool = _is_spool_dir(path)
+            system = not user and (_is_system_place(path, True) or not spool and not other_owner)
             for name in names:
                 child = os.path.join(path, name)
                 if not os.path.isfile(child):
                     continue
-                why = None if spool or user else cron_d_name_skipped(name, dialect)
+                why = cron_d_name_skipped(name, dialect) if system else None
                 if why:
                     warnings.append(Issue(child, 0, "file skipped", why))
                     continue
-                sources.append(_source_for(child, user, spool))
+                sources.append(_source_for(child, user, spool, system, other_owner))
         else:
             spool = _is_spool_dir(os.path.dirname(path))
-            sources.append(_source_for(path, user, spool))
+            system = _is_system_place(path, False)
+            sources.append(_source_for(path, user, spool, system, other_owner))
     return sources, errors, warnings
 
 
-def _source_for(path: str, user: str | None, spool: bool) -> Source:
+def _source_for(
+    path: str, user: str | None, spool: bool, system: bool, other_owner: str | None
+) -> Source:
     if user:
         return Source(path, False, user)
+    if system:
+        return Source(path, True, None)
     if spool:
         return Source(path, False, os.path.basename(path))
+    if other_owner:
+        return Source(path, False, other_owner)
     return Source(path, True, None)
 
 

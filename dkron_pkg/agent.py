@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dkron_pkg import __version__, crontab_bridge, logs, metrics, osdeps, rpc
+from dkron_pkg import __version__, crontab_bridge, logs, metrics, osdeps, ports, rpc
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.cluster_key import resolve_key
 from dkron_pkg.committer import Committer
@@ -142,15 +142,19 @@ class Agent:
         # Long-lived job records need no cyclic GC scans: keep full collections short.
         gc.collect()
         gc.freeze()
-        self.rpc_server = RpcServer(
-            self.bind_host,
-            self.rpc_port,
-            self.key,
-            NodeRpc(self).handle,
-            self._on_raft_frame if self.cluster is not None else None,  # else no Raft parts
-            tls=self.rpc_client.tls,
-            insecure=self.key is None,
-        )
+        http_host, http_port = _split_host_port(self.config.http_addr, 8080)
+        rpc_use, gossip_use, http_use = self._port_uses(http_host, http_port)
+        ports.check_free([rpc_use, gossip_use, http_use])  # before any part runs
+        with ports.explained(rpc_use):
+            self.rpc_server = RpcServer(
+                self.bind_host,
+                self.rpc_port,
+                self.key,
+                NodeRpc(self).handle,
+                self._on_raft_frame if self.cluster is not None else None,  # else no Raft parts
+                tls=self.rpc_client.tls,
+                insecure=self.key is None,
+            )
         self.rpc_server.start()
         self.rpc_port = self.rpc_server.port
         if self.is_server:
@@ -166,13 +170,14 @@ class Agent:
             [*getattr(self.config, "join", []), *getattr(self.config, "retry_join", [])],
             on_event=self._on_member_event,
         )
-        self.membership.start()
+        with ports.explained(gossip_use):
+            self.membership.start()
         self.bind_port = self.membership.port
         if self.cluster is not None:
             self.committer.close()  # the local committer gives way to Raft
             self.cluster.start()
-        host, port = _split_host_port(self.config.http_addr, 8080)
-        self._http = make_server(host, port, self)
+        with ports.explained(http_use):
+            self._http = make_server(http_host, http_port, self)
         self.http_port = self._http.server_address[1]
         self.spawn(self._http.serve_forever, "http")
         if self.launch is not None:
@@ -186,7 +191,7 @@ class Agent:
             "agent %s started: API on http://%s:%d, gossip on %s:%d, RPC on %s:%d, data in %s, "
             "%d jobs, RPC and gossip security: %s",
             self.node_name,
-            host,
+            http_host,
             self.http_port,
             self.bind_host,
             self.bind_port,
@@ -196,6 +201,20 @@ class Agent:
             len(self.store.job_names()),
             self.security_mode,
         )
+
+    def _port_uses(self, http_host: str, http_port: int) -> list[ports.PortUse]:
+        """The RPC, gossip and HTTP ports, each with the flag that moves it."""
+        return [
+            ports.PortUse("RPC", self.bind_host, self.rpc_port, "--rpc-port PORT"),
+            ports.PortUse(
+                "gossip",
+                self.bind_host,
+                self.bind_port,
+                "--bind-addr HOST:PORT (other nodes then --join HOST:PORT)",
+                udp=True,
+            ),
+            ports.PortUse("HTTP API", http_host, http_port, "--http-addr HOST:PORT"),
+        ]
 
     @property
     def security_mode(self) -> str:
@@ -350,13 +369,13 @@ class Agent:
             return
         self.reporter.finished(job, execution, stopped, report_to or self.rpc_addr)
 
-    def _follow_up(self, fn: Callable[..., Any], *args: Any) -> None:
+    def _follow_up(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn` on the follow-up pool; once the agent is stopping, it is left undone (the
-        next leader settles what it would have)."""
+        next leader settles what it would have). `what` says what it does, for the log."""
         try:
             self._follow_pool.submit(fn, *args)
         except RuntimeError:
-            log.info("stopping: not starting %s", getattr(fn, "__name__", "a follow-up"))
+            log.info("shutting down: %s is left to the next leader", what)
 
     def process(self, job: dict, execution: dict) -> dict:
         """Run the job's processors on the finished execution (never losing the record)."""
@@ -505,9 +524,10 @@ class Agent:
     def local_tags(self) -> dict[str, str]:
         """Tags this node gossips: the user's plus the reserved ones Dkron sets."""
         rpc_port = int(getattr(self.config, "advertise_rpc_port", 0) or self.rpc_port)
-        tags = {"node": self.node_name, **(getattr(self.config, "tags", {}) or {})}
+        tags = dict(getattr(self.config, "tags", {}) or {})  # reserved keys refused by config
         tags.update(
             {
+                "node": self.node_name,
                 "role": "dkron",
                 "dc": getattr(self.config, "datacenter", "dc1"),
                 "region": self.region,
@@ -605,7 +625,7 @@ class Agent:
         replicator = self.cluster.replicator if self.cluster is not None else None
         term = replicator.term() if replicator is not None else 0
         self.launch.post(lambda now: core.lead(term))
-        self._follow_up(self._become_leader, term)
+        self._follow_up("taking up the leadership", self._become_leader, term)
 
     def _become_leader(self, term: int) -> None:
         """Apply everything the old leader committed, then let the core arm and settle.

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import dkron_pkg
-from dkron_pkg.config import KEYS, ConfigError, load_config, reloader, split_host_port
+from dkron_pkg import client_config
+from dkron_pkg.config import KEYS, ConfigError, load_config, reloader
 
 PROG = "dkron"
-DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
 # Gossip protocol versions shown by `version`, like Serf's "Agent Protocol"; swim.py may
 # publish PROTOCOL_MIN / PROTOCOL_MAX to replace these.
 GOSSIP_PROTOCOL_MIN = 1
@@ -74,21 +74,24 @@ def _add_agent_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_client_flags(parser: argparse.ArgumentParser) -> None:
-    env_addr = os.environ.get("DKRON_HTTP_ADDR") or DEFAULT_HTTP_ADDR
+    parser.add_argument("--http-addr", default=None, metavar="ADDR", help=client_config.HELP)
     parser.add_argument(
-        "--http-addr",
-        default=env_addr,
-        help=f"HTTP API of the agent to talk to (default {env_addr}; DKRON_HTTP_ADDR)",
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the agent's config file, read for http-addr and api-token (default: the file the "
+        "agent finds in /etc/dkron, ~/.dkron or ./config)",
     )
     parser.add_argument(
         "--rpc-addr",
         default=None,
-        help="accepted for Dkron compatibility; this tool talks to --http-addr instead",
+        help="accepted for Dkron compatibility; this tool talks to the HTTP API instead",
     )
     parser.add_argument(
         "--api-token",
-        default=os.environ.get("DKRON_API_TOKEN", ""),
-        help="API token of the agent (default: DKRON_API_TOKEN)",
+        default=None,
+        help="API token of the agent (default: DKRON_API_TOKEN, else api-token in the agent's "
+        "config file)",
     )
 
 
@@ -185,16 +188,10 @@ def _cmd_version(ns: argparse.Namespace) -> int:
 
 def api_base_url(http_addr: str) -> str:
     """The base URL for an agent's HTTP API; a wildcard listen address means this host."""
-    if "://" in http_addr:
-        return http_addr.rstrip("/")
     try:
-        host, port = split_host_port(http_addr)
+        return client_config.base_url(http_addr)
     except ValueError as e:
         raise UsageError(f"--http-addr: {e}") from None
-    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 def _request(ns: argparse.Namespace, method: str, path: str, timeout: float = 30.0) -> Any:
@@ -205,11 +202,19 @@ def _request(ns: argparse.Namespace, method: str, path: str, timeout: float = 30
             f"{ns.http_addr}",
             file=sys.stderr,
         )
-    url = api_base_url(ns.http_addr) + path
+    if ns.http_addr:
+        api_base_url(ns.http_addr)  # a bad flag is a usage error
+    try:
+        target = client_config.find_agent_api(os.environ, ns.http_addr, ns.api_token, ns.config)
+    except ValueError as e:  # ConfigError too: --config names a file that cannot be used
+        raise UsageError(str(e)) from None
+    if target.warning:
+        print(f"{PROG}: warning: {target.warning}", file=sys.stderr)
+    url = target.url + path
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     request.add_header("Accept", "application/json")
-    if ns.api_token:
-        request.add_header("Authorization", f"Bearer {ns.api_token}")
+    if target.token:
+        request.add_header("Authorization", f"Bearer {target.token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read()
@@ -218,15 +223,19 @@ def _request(ns: argparse.Namespace, method: str, path: str, timeout: float = 30
         hint = " (check --api-token)" if e.code == 401 else ""
         raise CommandError(f"{method} {url}: the agent answered {e.code} {e.reason}{detail}{hint}")
     except urllib.error.URLError as e:
-        raise CommandError(f"cannot reach the agent at {url}: {e.reason}") from None
+        raise CommandError(f"cannot reach the agent at {url}: {e.reason}{_from(target)}") from None
     except (TimeoutError, OSError) as e:
-        raise CommandError(f"cannot reach the agent at {url}: {e}") from None
+        raise CommandError(f"cannot reach the agent at {url}: {e}{_from(target)}") from None
     if not body.strip():
         return None
     try:
         return json.loads(body)
     except ValueError:
         return body.decode("utf-8", "replace")
+
+
+def _from(target: client_config.ApiTarget) -> str:
+    return f" (address from {target.source}; give --http-addr to choose another)"
 
 
 def _error_detail(body: bytes) -> str:
@@ -338,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as e:
         print(
             f"{PROG}: error: missing Python module {e.name!r}: install the dependencies "
-            "(pip install croniter python-dateutil tzdata) or run dist/dkron.pyz",
+            "(pip install tzdata) or run dist/dkron.pyz",
             file=sys.stderr,
         )
         return 1

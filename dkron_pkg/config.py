@@ -24,6 +24,7 @@ from typing import Any
 from dkron_pkg import miniyaml
 from dkron_pkg.cluster_key import read_key_file
 from dkron_pkg.durations import parse_duration
+from dkron_pkg.node_tags import reserved_tag_problem
 
 CONFIG_NAMES = ("dkron.yml", "dkron.yaml", "dkron.json", "dkron.toml")
 ENV_PREFIX = "DKRON_"
@@ -633,6 +634,9 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
         for header in getattr(cfg, name):
             if ":" not in header or not header.split(":", 1)[0].strip():
                 raise fail(name, f'header "{header}" must be written "Name: value"')
+    problem = reserved_tag_problem(cfg.tags)
+    if problem:
+        raise fail("tags", problem)
     for name in ("join", "retry_join", "crontab_sync"):
         if any(not item.strip() for item in getattr(cfg, name)):
             raise fail(name, "must not contain empty entries")

@@ -15,6 +15,7 @@ import json
 import logging
 import mimetypes
 import re
+import threading
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -39,8 +40,10 @@ from dkron_pkg.http_guard import (
     origin_allowed,
     policy_source,
 )
+from dkron_pkg.job_compat import ClientJob, accept_client_job
 from dkron_pkg.jobs import JobError, normalize_job, public_job, validate_job_semantics
 from dkron_pkg.metrics import PROMETHEUS_CONTENT_TYPE
+from dkron_pkg.node_tags import job_tag_warnings
 from dkron_pkg.timefmt import ZERO_TIME, format_rfc3339, ns_to_datetime, parse_rfc3339
 
 log = logging.getLogger("dkron.http")
@@ -137,6 +140,7 @@ class Api:
 
     def __init__(self, backend: ApiBackend):
         self.backend = backend
+        self.compat_log = CompatLog()
         self.routes: list[tuple[str, re.Pattern, Any, str]] = []
         add = self._route
         add("GET", r"/health", self.health)
@@ -186,6 +190,18 @@ class Api:
             raise ApiError(
                 405, f"method {method} not allowed on {path}", headers={"Allow": allowed}
             )
+        return None
+
+    def slash_target(self, method: str, path: str) -> str | None:
+        """The path without its trailing slash when only that form is routed for `method`
+        (Dkron's router redirects such requests: 301 for GET, 307 for other methods)."""
+        if len(path) < 2 or not path.endswith("/"):
+            return None
+        if any(m == method and p.match(path) for m, p, _, _ in self.routes):
+            return None
+        stripped = path[:-1]
+        if any(m == method and p.match(stripped) for m, p, _, _ in self.routes):
+            return stripped
         return None
 
     def allowed_methods(self, path: str) -> str:
@@ -349,17 +365,21 @@ class Api:
         if self.backend.paused:
             raise ApiError(503, "New job submissions are currently paused")
         payload = req.json()
+        sent = ClientJob(payload)
         try:
-            job = normalize_job(payload)
+            sent = accept_client_job(payload)
+            job = normalize_job(sent.payload)
             validate_job_semantics(job)
         except JobError as e:
-            raise ApiError(e.status, str(e), e.field) from None
+            raise ApiError(e.status, _with_ignored(str(e), sent), e.field) from None
         result = self.backend.submit_job(job)
         if not result.ok:
             raise ApiError(result.status, result.error, (result.value or {}).get("field", ""))
+        self.compat_log.note(job["name"], sent)
         if "runoncreate" in req.query:
             self.backend.run_now(job["name"])
-        return Response(201, self._public(result.value), {"Location": _job_location(job["name"])})
+        headers = {"Location": _job_location(job["name"]), **_ignored_header(sent.ignored)}
+        return Response(201, self._with_warnings(self._public(result.value)), headers)
 
     def _job_or_404(self, name: str) -> dict:
         job = self.backend.store.get_job(name)
@@ -368,7 +388,14 @@ class Api:
         return job
 
     def get_job(self, req: Request) -> Response:
-        return Response(200, self._public(self._job_or_404(req.params["job"])))
+        return Response(200, self._with_warnings(self._public(self._job_or_404(req.params["job"]))))
+
+    def _with_warnings(self, out: dict) -> dict:
+        """Beyond Dkron: `warnings` lists what keeps the job from running (tags that select no
+        known node), computed on each read; absent when there is nothing to say."""
+        region = getattr(self.backend, "region", None)
+        warnings = job_tag_warnings(out.get("tags"), self.backend.members(), region)
+        return {**out, "warnings": warnings} if warnings else out
 
     def delete_job(self, req: Request) -> Response:
         result = self.backend.delete_job(req.params["job"])
@@ -401,18 +428,21 @@ class Api:
         if not isinstance(payload, list):
             raise ApiError(400, "Unable to parse payload: the file must hold a JSON array of jobs")
         jobs: list[dict] = []
+        accepted: list[ClientJob] = []
         errors: list[str] = []
         for i, raw in enumerate(payload):
             try:
-                job = normalize_job(raw)
+                sent = accept_client_job(raw)
+                job = normalize_job(sent.payload)
                 validate_job_semantics(job)
                 jobs.append(job)
+                accepted.append(sent)
             except JobError as e:
                 label = raw.get("name") if isinstance(raw, dict) else None
                 errors.append(f"job {i} ({label or '?'}): {e}")
         if errors:
             raise ApiError(400, "restore rejected, nothing was changed:\n" + "\n".join(errors))
-        counters = {j["name"]: raw for j, raw in zip(jobs, payload, strict=True)}
+        counters = {j["name"]: sent.payload for j, sent in zip(jobs, accepted, strict=True)}
         ordered = _parents_first(jobs, self.backend.store.job_names())
         if isinstance(ordered, str):
             raise ApiError(400, ordered)
@@ -421,7 +451,10 @@ class Api:
             f"success create {j['name']}" if r.ok else f"fail create {j['name']}: {r.error}"
             for j, r in zip(ordered, results, strict=True)
         ]
-        return Response(200, json.dumps(messages))
+        for job, sent in zip(jobs, accepted, strict=True):
+            self.compat_log.note(job["name"], sent)
+        ignored = sorted({name for sent in accepted for name in sent.ignored})
+        return Response(200, json.dumps(messages), _ignored_header(ignored))
 
     # ----- executions --------------------------------------------------------------------
 
@@ -561,6 +594,64 @@ def _parents_first(jobs: list[dict], existing: list[str]) -> list[dict] | str:
     return ordered
 
 
+class CompatLog:
+    """Logs, once per job, the fields a client sent that were ignored or mapped (Dkron 1.x).
+
+    A client that re-sends the same job every minute must not fill the log: a job's fields are
+    logged again only when they change; at most MAX_JOBS jobs are remembered."""
+
+    MAX_JOBS = 4096
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, name: str, sent: ClientJob) -> None:
+        key = (tuple(sent.ignored), tuple(sent.mapped))
+        with self._lock:
+            if self._seen.get(name, ((), ())) == key:
+                return
+            self._seen.pop(name, None)
+            if key == ((), ()):
+                return
+            if len(self._seen) >= self.MAX_JOBS:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[name] = key
+        if sent.ignored:
+            log.warning(
+                "job %s: ignored unknown fields %s (as Dkron does)",
+                header_safe(name),
+                header_safe(sent.hints()),
+            )
+        if sent.mapped:
+            log.info(
+                'job %s: Dkron 1.x fields %s mapped to executor "shell" and its executor_config',
+                header_safe(name),
+                ", ".join(sent.mapped),
+            )
+
+
+MAX_IGNORED_IN_HEADER = 20
+
+
+def _ignored_header(names: list[str]) -> dict[str, str]:
+    """X-Dkron-Ignored-Fields: the ignored names, each percent-encoded (so a comma or a line
+    break in a name cannot break the list or the header), at most MAX_IGNORED_IN_HEADER."""
+    if not names:
+        return {}
+    shown = [quote(n[:100], safe="") for n in names[:MAX_IGNORED_IN_HEADER]]
+    if len(names) > MAX_IGNORED_IN_HEADER:
+        shown.append(f"...{len(names) - MAX_IGNORED_IN_HEADER} more")
+    return {"X-Dkron-Ignored-Fields": ", ".join(shown)}
+
+
+def _with_ignored(message: str, sent: ClientJob) -> str:
+    """A validation error names the ignored fields too: one may be the misspelt field."""
+    if not sent.ignored:
+        return message
+    return f"{message} (ignored unknown fields: {sent.hints()})"
+
+
 def _job_location(name: str) -> str:
     """The Location of a job: its name percent-encoded (names may be any lowercase letters)."""
     return "/v1/jobs/" + quote(name, safe="")
@@ -684,6 +775,13 @@ class Handler(GuardedRequestHandler):
                 self._static(path)
                 return
             check_origin(policy, method, origin, host)
+            target = self.api.slash_target(method, path)
+            if target is not None:
+                route = "redirect"
+                location = target + (f"?{url.query}" if url.query else "")
+                status = 301 if method == "GET" else 307
+                self._send(status, b"", "text/plain", {"Location": location})
+                return
             if path != "/health" and not self._authorized():
                 raise ApiError(401, "missing or invalid API token (Authorization: Bearer <token>)")
             found = self.api.match(method, path)

@@ -54,7 +54,7 @@ SERVER_FIELDS: dict[str, Any] = {
 }
 
 # Fields we add to what the API returns; clients may send a job back with them.
-READ_ONLY_EXTRAS = {"running"}
+READ_ONLY_EXTRAS = {"running", "warnings"}
 MISSED_RUN_POLICIES = ("skip", "once", "all")
 MAX_MISSED_RUNS_LIMIT = 1000
 # Upper bounds (beyond Dkron, which has none): a body within --max-body-bytes may still carry a

@@ -1,8 +1,9 @@
 """`dkron selfcheck` (hidden): show which dependencies this build runs with and prove they work.
 
 Used by the zipapp tests and by operators who want to know whether a dkron.pyz is complete on a
-bare machine: it imports croniter, python-dateutil and tzdata, reports where each came from,
-resolves a time zone through zoneinfo and computes a cron fire time in it.
+bare machine: it imports the one bundled dependency (tzdata, the zone database for hosts without
+/usr/share/zoneinfo), reports where it came from, resolves a time zone through zoneinfo and
+computes a cron fire time in it with the agent's own schedule engine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import TextIO
 import dkron_pkg
 
 # (import name, distribution name)
-BUNDLED = (("croniter", "croniter"), ("dateutil", "python-dateutil"), ("tzdata", "tzdata"))
+BUNDLED = (("tzdata", "tzdata"),)
 CHECK_ZONE = "America/Sao_Paulo"
 
 
@@ -58,14 +59,14 @@ def run_selfcheck(out: TextIO) -> int:
         zone = None
     if zone is not None:
         try:
-            from croniter import croniter
+            from dkron_pkg.schedule import parse_schedule
 
             start = datetime(2024, 1, 15, 12, 0, tzinfo=zone)
-            fire = croniter("30 6 * * *", start).get_next(datetime)
-            print(
-                f"cron check: '30 6 * * *' after {start.isoformat()} is {fire.isoformat()}",
-                file=out,
-            )
+            fire = parse_schedule("0 30 6 * * *", CHECK_ZONE).next_after(start)
+            if fire is None:
+                raise ValueError("the schedule never fires")
+            shown = fire.astimezone(zone).isoformat()
+            print(f"cron check: '0 30 6 * * *' after {start.isoformat()} is {shown}", file=out)
         except Exception as e:  # noqa: BLE001 - report any breakage as a failed check
             print(f"cron check: FAILED ({type(e).__name__}: {e})", file=out)
             failures += 1

@@ -138,7 +138,8 @@ def test_read_your_write_no_404_after_201(node):
         ({"name": "self", "schedule": "@daily", "parent_job": "self"}, "own parent", ""),
         ({"name": "mr", "schedule": "@daily", "missed_runs": "maybe"}, "missed_runs", ""),
         (["not", "an", "object"], "JSON object", ""),
-        ({"name": "typo", "schedual": "@daily"}, 'did you mean "schedule"', "schedual"),
+        # An unknown field is ignored (as Dkron does); the 400 for the empty schedule names it.
+        ({"name": "typo", "schedual": "@daily"}, 'did you mean "schedule"', "schedule"),
     ],
 )
 def test_bad_jobs_get_400_with_a_clear_message_and_change_nothing(node, payload, fragment, field):

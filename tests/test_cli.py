@@ -167,7 +167,7 @@ def test_agent_flags_override_only_when_given(tmp_path: Path, fake_agent, monkey
         "--datacenter",
         "flag-dc",
         "--tag",
-        "role=web",
+        "tier=web",
         "--tag",
         "zone=a",
         "--join",
@@ -186,7 +186,7 @@ def test_agent_flags_override_only_when_given(tmp_path: Path, fake_agent, monkey
     assert cfg.rpc_port == 7001
     assert cfg.region == "env"  # environment over file
     assert cfg.datacenter == "flag-dc"  # flag over environment
-    assert cfg.tags == {"role": "web", "zone": "a"}
+    assert cfg.tags == {"tier": "web", "zone": "a"}
     assert cfg.join == ["b:2", "c:3"]
     assert (cfg.bootstrap_expect, cfg.enable_prometheus) == (1, True)
     assert cfg.http_listen() == ("0.0.0.0", 8080)
@@ -204,12 +204,12 @@ def test_agent_bool_flag_can_be_turned_off(tmp_path: Path, fake_agent, capsys) -
 
 def test_agent_reload_rereads_the_file_keeping_the_flags(tmp_path: Path, fake_agent, capsys):
     conf = tmp_path / "dkron.yml"
-    conf.write_text("tags: {role: old}\nregion: r1\n")
+    conf.write_text("tags: {tier: old}\nregion: r1\n")
     run(["agent", "--config", str(conf), "--region", "flag"], capsys)
-    conf.write_text("tags: {role: new}\nregion: r2\n")
+    conf.write_text("tags: {tier: new}\nregion: r2\n")
     fresh = fake_agent["reload"]()
     assert fresh is not fake_agent["config"]
-    assert fresh.tags == {"role": "new"}
+    assert fresh.tags == {"tier": "new"}
     assert fresh.region == "flag"
 
 

@@ -121,7 +121,7 @@ region: from-file
 log_level: debug
 join: [a:1, b:2]
 tags:
-  role: web
+  tier: web
   rack: 7
 """
 JSON_FILE = json.dumps(
@@ -131,7 +131,7 @@ JSON_FILE = json.dumps(
         "region": "from-file",
         "log_level": "debug",
         "join": ["a:1", "b:2"],
-        "tags": {"role": "web", "rack": 7},
+        "tags": {"tier": "web", "rack": 7},
     }
 )
 TOML_FILE = """\
@@ -141,7 +141,7 @@ region = "from-file"
 log_level = "debug"
 join = ["a:1", "b:2"]
 [tags]
-role = "web"
+tier = "web"
 rack = 7
 """
 
@@ -157,7 +157,7 @@ def test_file_formats_read_the_same(tmp_path: Path, name: str, text: str) -> Non
     assert cfg.region == "from-file"
     assert cfg.log_level == "debug"
     assert cfg.join == ["a:1", "b:2"]
-    assert cfg.tags == {"role": "web", "rack": "7"}
+    assert cfg.tags == {"tier": "web", "rack": "7"}
     assert cfg.config_file == str(tmp_path / name)
 
 
@@ -175,7 +175,7 @@ def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
 def test_environment_lists_tags_and_booleans() -> None:
     env = {
         "DKRON_JOIN": "10.0.0.1, 10.0.0.2:8946",
-        "DKRON_TAGS": "role=web,zone=eu-1",
+        "DKRON_TAGS": "tier=web,zone=eu-1",
         "DKRON_SERVER": "1",
         "DKRON_UI": "false",
         "DKRON_WEBHOOK_HEADERS": "A: 1,B: 2",
@@ -184,7 +184,7 @@ def test_environment_lists_tags_and_booleans() -> None:
     }
     cfg = load(env=env)
     assert cfg.join == ["10.0.0.1", "10.0.0.2:8946"]
-    assert cfg.tags == {"role": "web", "zone": "eu-1"}
+    assert cfg.tags == {"tier": "web", "zone": "eu-1"}
     assert (cfg.server, cfg.ui, cfg.bootstrap_expect, cfg.encrypt) == (True, False, 3, "")
     assert cfg.webhook_headers == ["A: 1", "B: 2"]
 
@@ -200,14 +200,14 @@ def test_flags_as_the_cli_gives_them() -> None:
     flags = {
         "server": "true",
         "ui": "false",
-        "tags": ["role=web", "zone=a,rack=2"],
+        "tags": ["tier=web", "zone=a,rack=2"],
         "join": ["a:1", "b:2,c:3"],
         "webhook_headers": ["Accept: a, b"],
         "raft-multiplier": "5",
     }
     cfg = load(flags)
     assert (cfg.server, cfg.ui, cfg.raft_multiplier) == (True, False, 5)
-    assert cfg.tags == {"role": "web", "zone": "a", "rack": "2"}
+    assert cfg.tags == {"tier": "web", "zone": "a", "rack": "2"}
     assert cfg.join == ["a:1", "b:2", "c:3"]
     assert cfg.webhook_headers == ["Accept: a, b"]
 
@@ -429,16 +429,16 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_reloader_reads_the_file_again(tmp_path: Path) -> None:
-    path = write(tmp_path, "dkron.yml", "tags: {role: a}\n")
+    path = write(tmp_path, "dkron.yml", "tags: {tier: a}\n")
     flags = {"rpc_port": "7000"}
     reload = reloader(flags, {}, path)
     flags["rpc_port"] = "1"  # the reloader keeps the flags the agent started with
     first = reload()
-    write(tmp_path, "dkron.yml", "tags: {role: b}\n")
+    write(tmp_path, "dkron.yml", "tags: {tier: b}\n")
     second = reload()
-    assert (first.tags, second.tags) == ({"role": "a"}, {"role": "b"})
+    assert (first.tags, second.tags) == ({"tier": "a"}, {"tier": "b"})
     assert second.rpc_port == 7000
-    write(tmp_path, "dkron.yml", "tags: {role: b}\nnope: 1\n")
+    write(tmp_path, "dkron.yml", "tags: {tier: b}\nnope: 1\n")
     with pytest.raises(ConfigError, match="unknown key"):
         reload()
 

@@ -134,7 +134,9 @@ def imported(api: FakeDkron, path: str) -> list[dict]:
 
 def test_import_debian_default_crontab(api: FakeDkron) -> None:
     path = os.path.join(FIXTURES, "debian-etc-crontab")
-    code, out, err = run("import", path, "--api", api.url, "--host", "web1", "--timezone", "UTC")
+    code, out, err = run(
+        "import", "--system", path, "--api", api.url, "--host", "web1", "--timezone", "UTC"
+    )
     assert code == 0, out + err
     assert "4 to create" in out and "applied" in out
     assert "runs at 06:25 every day" in out
@@ -159,14 +161,14 @@ def test_import_debian_default_crontab(api: FakeDkron) -> None:
 def test_reimport_changes_nothing_and_edits_update_or_delete(api: FakeDkron, tmp_path) -> None:
     path = tmp_path / "app"
     path.write_text("MAILTO=a@example.org\n0 1 * * * root one\n0 2 * * * root two\n")
-    assert run("import", str(path), "--api", api.url, "--host", "h")[0] == 0
+    assert run("import", "--system", str(path), "--api", api.url, "--host", "h")[0] == 0
     names = set(api.jobs)
-    code, out, _ = run("import", str(path), "--api", api.url, "--host", "h")
+    code, out, _ = run("import", "--system", str(path), "--api", api.url, "--host", "h")
     assert code == 0 and "0 to create, 0 to update, 0 to delete, 2 unchanged" in out
     assert set(api.jobs) == names
     # Changing the environment updates in place; removing a line deletes its job.
     path.write_text("MAILTO=b@example.org\n0 1 * * * root one\n")
-    code, out, _ = run("import", str(path), "--api", api.url, "--host", "h")
+    code, out, _ = run("import", "--system", str(path), "--api", api.url, "--host", "h")
     assert code == 0 and "0 to create, 1 to update, 1 to delete" in out
     (job,) = api.jobs.values()
     assert job["owner_email"] == "b@example.org" and job["name"] in names
@@ -176,11 +178,11 @@ def test_jobs_of_other_files_and_hosts_are_left_alone(api: FakeDkron, tmp_path) 
     first, second = tmp_path / "first", tmp_path / "second"
     first.write_text("0 1 * * * root one\n")
     second.write_text("0 2 * * * root two\n")
-    run("import", str(first), str(second), "--api", api.url, "--host", "h")
-    run("import", str(first), "--api", api.url, "--host", "other")
+    run("import", "--system", str(first), str(second), "--api", api.url, "--host", "h")
+    run("import", "--system", str(first), "--api", api.url, "--host", "other")
     assert len(api.jobs) == 3
     first.write_text("# emptied\n")
-    code, out, _ = run("import", str(first), "--api", api.url, "--host", "h")
+    code, out, _ = run("import", "--system", str(first), "--api", api.url, "--host", "h")
     assert code == 0 and "1 to delete" in out and len(api.jobs) == 2
 
 
@@ -197,7 +199,7 @@ def test_strict_mode_imports_nothing_if_anything_is_rejected(api: FakeDkron, tmp
     good.write_text("0 1 * * * root fine\n")
     bad = tmp_path / "bad"
     bad.write_text("0 1 * * * root fine\n0 1 * * * mallory evil\n")
-    code, out, _ = run("import", str(good), str(bad), "--api", api.url)
+    code, out, _ = run("import", "--system", str(good), str(bad), "--api", api.url)
     assert code == 1
     assert f"{bad}:2: bad username: no such user 'mallory'" in out
     assert "nothing applied" in out
@@ -207,7 +209,7 @@ def test_strict_mode_imports_nothing_if_anything_is_rejected(api: FakeDkron, tmp
 def test_cronie_dialect_skips_bad_lines_and_imports_the_rest(api: FakeDkron, tmp_path) -> None:
     tab = tmp_path / "tab"
     tab.write_text("CRON_TZ=Asia/Tokyo\n0 9 * * fri-sun root ok\n61 * * * * root bad\n")
-    code, out, _ = run("import", str(tab), "--dialect", "cronie", "--api", api.url)
+    code, out, _ = run("import", "--system", str(tab), "--dialect", "cronie", "--api", api.url)
     assert code == 1  # something was rejected, the rest is imported
     assert "bad minute" in out
     (job,) = api.jobs.values()
@@ -223,7 +225,7 @@ def test_cronie_dialect_skips_bad_lines_and_imports_the_rest(api: FakeDkron, tmp
 def test_bad_files_import_nothing(api: FakeDkron, tmp_path, content: bytes) -> None:
     path = tmp_path / "input"
     path.write_bytes(content)
-    code, out, err = run("import", str(path), "--api", api.url)
+    code, out, err = run("import", "--system", str(path), "--api", api.url)
     assert code == 1 and api.jobs == {}
     assert str(path) in out and "Traceback" not in out + err
 
@@ -231,7 +233,7 @@ def test_bad_files_import_nothing(api: FakeDkron, tmp_path, content: bytes) -> N
 def test_rollback_when_a_write_fails_midway(api: FakeDkron, tmp_path) -> None:
     tab = tmp_path / "tab"
     tab.write_text("0 1 * * * root one\n0 2 * * * root two\n")
-    run("import", str(tab), "--api", api.url, "--host", "h")
+    run("import", "--system", str(tab), "--api", api.url, "--host", "h")
     before = json.loads(json.dumps(api.jobs))
     tab.write_text("MAILTO=x@example.org\n0 1 * * * root one\n0 3 * * * root three\n")
     calls = {"n": 0}
@@ -241,7 +243,7 @@ def test_rollback_when_a_write_fails_midway(api: FakeDkron, tmp_path) -> None:
         return calls["n"] == 2
 
     api.fail = fail_second_write
-    code, out, err = run("import", str(tab), "--api", api.url, "--host", "h")
+    code, out, err = run("import", "--system", str(tab), "--api", api.url, "--host", "h")
     assert code == 1 and "applied" not in out.splitlines()[-1]
     assert "rolled back" in err and "injected failure" in err
     assert api.jobs == before
@@ -250,26 +252,28 @@ def test_rollback_when_a_write_fails_midway(api: FakeDkron, tmp_path) -> None:
 def test_api_unreachable_and_token(tmp_path) -> None:
     tab = tmp_path / "tab"
     tab.write_text("0 1 * * * root one\n")
-    code, _, err = run("import", str(tab), "--api", "http://127.0.0.1:9")
+    code, _, err = run("import", "--system", str(tab), "--api", "http://127.0.0.1:9")
     assert code == 1 and "cannot reach the Dkron API" in err
     with FakeDkron(token="s3cret") as api:
-        code, _, err = run("import", str(tab), "--api", api.url)
+        code, _, err = run("import", "--system", str(tab), "--api", api.url)
         assert code == 1 and "HTTP 401" in err
-        code, _, _ = run("import", str(tab), "--api", api.url, "--token", "s3cret")
+        code, _, _ = run("import", "--system", str(tab), "--api", api.url, "--token", "s3cret")
         assert code == 0 and len(api.jobs) == 1
 
 
 def test_pin_node_and_tags(api: FakeDkron, tmp_path) -> None:
     tab = tmp_path / "tab"
     tab.write_text("0 1 * * * root one\n")
-    run("import", str(tab), "--api", api.url, "--pin-node", "web1")
+    run("import", "--system", str(tab), "--api", api.url, "--pin-node", "web1")
     (job,) = api.jobs.values()
     assert job["tags"] == {"node": "web1:1"}
     assert job["metadata"]["crontab_host"] == "web1"
-    code, _, err = run("import", str(tab), "--api", api.url, "--tags", "role=web:2", "--host", "x")
+    code, _, err = run(
+        "import", "--system", str(tab), "--api", api.url, "--tags", "role=web:2", "--host", "x"
+    )
     assert code == 0
     assert any(j["tags"] == {"role": "web:2"} for j in api.jobs.values())
-    code, _, err = run("import", str(tab), "--api", api.url, "--tags", "role")
+    code, _, err = run("import", "--system", str(tab), "--api", api.url, "--tags", "role")
     assert code == 2 and "bad tag" in err
 
 
@@ -290,24 +294,24 @@ def test_user_crontab_stdin_su_and_shell(api: FakeDkron) -> None:
 
 
 def test_check_command(tmp_path) -> None:
-    code, out, _ = run("check", os.path.join(FIXTURES, "system-corpus"))
+    code, out, _ = run("check", "--system", os.path.join(FIXTURES, "system-corpus"))
     assert code == 0 and "0 error(s)" in out and "star rule" in out
     bad = tmp_path / "bad"
     bad.write_text("* * * * * root ok\n*/0 * * * * root x\n")
-    code, out, _ = run("check", str(bad))
+    code, out, _ = run("check", "--system", str(bad))
     assert code == 1 and f"{bad}:2: bad minute" in out
 
 
 def test_usage_errors() -> None:
     assert run("frobnicate")[0] == 2
     assert run("import")[0] == 2
-    code, _, err = run("import", "x", "--dialect", "bsd")
+    code, _, err = run("import", "--system", "x", "--dialect", "bsd")
     assert code == 2 and "invalid choice" in err
 
 
 def test_export_round_trip(api: FakeDkron, tmp_path) -> None:
     corpus = os.path.join(FIXTURES, "system-corpus")
-    assert run("import", corpus, "--api", api.url, "--host", "h")[0] == 0
+    assert run("import", "--system", corpus, "--api", api.url, "--host", "h")[0] == 0
     api.jobs["native"] = {
         "name": "native",
         "schedule": "@every 10m",
@@ -329,7 +333,10 @@ def test_export_round_trip(api: FakeDkron, tmp_path) -> None:
     # Importing the export gives the same schedules and commands back.
     fresh = FakeDkron()
     with fresh:
-        assert run("import", str(out_file), "--api", fresh.url, "--dialect", "cronie")[0] == 0
+        assert (
+            run("import", "--system", str(out_file), "--api", fresh.url, "--dialect", "cronie")[0]
+            == 0
+        )
         again = {(j["schedule"], j["executor_config"]["command"]) for j in fresh.jobs.values()}
     original = {(j["schedule"], j["executor_config"]["command"]) for j in api.jobs.values()}
     original.discard(("@every 10m", "x"))

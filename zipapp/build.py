@@ -4,9 +4,9 @@
     python3 zipapp/build.py [--output PATH] [--pip-arg ARG ...]
 
 The archive holds dkron_pkg/ (with the web UI's static files), crontab_compat/, a __main__.py
-that runs the `dkron` command line, and the pinned dependencies installed by pip. It runs on
-any python3 >= 3.11 with no pip packages at all: zoneinfo finds its zones in the bundled tzdata
-package when the host has no /usr/share/zoneinfo.
+that runs the `dkron` command line, and the pinned dependency installed by pip (tzdata). It runs
+on any python3 >= 3.11 with no pip packages at all: zoneinfo finds its zones in the bundled
+tzdata package when the host has no /usr/share/zoneinfo.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import zipapp
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# croniter 7 needs python-dateutil; python-dateutil 4 needs tzdata; tzdata needs nothing.
-PINS = ("croniter==7.0.0", "python-dateutil==4.0.0", "tzdata==2026.6")
+# What the runtime imports beyond the standard library: only tzdata, the zone database that
+# zoneinfo falls back to on hosts without /usr/share/zoneinfo. (croniter and python-dateutil
+# are test oracles, not runtime code: see pyproject's test extras.)
+PINS = ("tzdata==2026.6",)
 OUR_PACKAGES = ("dkron_pkg", "crontab_compat")
 COMPILED_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".exe", ".a", ".lib")
 DROPPED_DIRS = {"__pycache__", "tests", "test", "bin"}
