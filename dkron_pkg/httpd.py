@@ -199,8 +199,18 @@ class Api:
     # ----- node --------------------------------------------------------------------------
 
     def health(self, req: Request) -> Response:
+        """Alive, with the security mode and the misconfigurations this node sees (each
+        {"kind", "message"}): a problem is for the operator, not a reason to fail the check."""
         security = getattr(self.backend, "security_mode", None)  # "key" or "insecure-dev"
-        return Response(200, {"status": "healthy", **({"security": security} if security else {})})
+        problems = getattr(self.backend, "problem_list", None)
+        return Response(
+            200,
+            {
+                "status": "healthy",
+                **({"security": security} if security else {}),
+                **({"problems": problems()} if problems is not None else {}),
+            },
+        )
 
     def status(self, req: Request) -> Response:
         b = self.backend
