@@ -128,7 +128,8 @@ class Membership:
                 else ("under another cluster key")
             )
             found[source] = (
-                f"a node at {source} sends gossip {what}: {count} packets refused, the last "
+                f"a node at {source} sends gossip {what}: {count} packet"
+                f"{'' if count == 1 else 's'} refused, the last "
                 f"{max(0.0, now - when):.0f}s ago ({why}); give it this cluster's key "
                 f"(--encrypt or --encrypt-file)"
             )

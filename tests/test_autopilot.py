@@ -114,3 +114,22 @@ def test_plans_keep_a_quorum_and_the_leader(voters, learners, status, down, read
             assert a.name in learners and len(remaining) < cap
         if a.op == "add_learner":
             assert a.name not in voters | learners and seen[a.name].status == "alive"
+
+
+def test_clean_up_delay_and_voter_cap_settings() -> None:
+    import pytest
+
+    from dkron_pkg.config import ConfigError, load_config
+
+    cfg = load_config({}, {}, None, search_dirs=[])
+    assert (cfg.dead_server_cleanup, cfg.raft_max_voters) == ("5m", 5)
+    assert cfg.seconds("dead_server_cleanup") == 300
+    env = {"DKRON_DEAD_SERVER_CLEANUP": "90s", "DKRON_RAFT_MAX_VOTERS": "3"}
+    cfg = load_config({}, env, None, search_dirs=[])
+    assert (cfg.seconds("dead_server_cleanup"), cfg.raft_max_voters) == (90, 3)
+    cfg = load_config({"dead-server-cleanup": "0"}, {}, None, search_dirs=[])
+    assert cfg.seconds("dead_server_cleanup") == 0  # never
+    with pytest.raises(ConfigError, match="raft-max-voters.*from 1 to 9, got 10"):
+        load_config({"raft-max-voters": "10"}, {}, None, search_dirs=[])
+    with pytest.raises(ConfigError, match="dead-server-cleanup"):
+        load_config({"dead-server-cleanup": "soon"}, {}, None, search_dirs=[])
