@@ -295,6 +295,7 @@ class Cluster:
                 self._down_since.clear()  # a new leader times the down servers afresh
                 self._learner_since.clear()
                 self.problems.update("learner", {})
+                self.problems.update("raft-group", {})
                 continue
             try:
                 self._reconcile(replicator)
@@ -320,6 +321,8 @@ class Cluster:
                 self._down_since.setdefault(name, now)
         for name in set(self._down_since) - {*voters, *learners}:
             del self._down_since[name]
+        foreign = self._other_groups(servers, {me, *voters, *learners})
+        servers = {name: server for name, server in servers.items() if name not in foreign}
         status = replicator.leader_progress() or {}
         commit, progress = int(status.get("commit_index", 0)), status.get("peers", {})
         ready = [
@@ -341,6 +344,41 @@ class Cluster:
         )
         for action in actions:
             self._carry_out(replicator, action)
+
+    def _other_groups(
+        self, servers: dict[str, autopilot.Server], members: set[str]
+    ) -> dict[str, list[str]]:
+        """Alive servers that are not members and belong to another Raft group ({name: its
+        voters}): adding one would make it drop its own log for this one's. A server that
+        waits to be added, or a member of this group that was removed, is no such server."""
+        found: dict[str, list[str]] = {}
+        for name, server in servers.items():
+            if name in members or server.status != autopilot.ALIVE or not server.rpc_addr:
+                continue
+            try:
+                peers = self.agent.rpc_client.call(server.rpc_addr, "raft.peers", {}, timeout=2.0)
+            except RpcError:
+                continue  # not reachable: adding it as a learner is harmless
+            voters = {
+                str(p.get("id"))
+                for p in (peers if isinstance(peers, list) else [])
+                if isinstance(p, dict) and p.get("voter") is True
+            }
+            if voters and not voters & members:
+                found[name] = sorted(voters)
+        self.problems.update(
+            "raft-group",
+            {
+                name: (
+                    f"server {name} belongs to another Raft group (voters: {', '.join(voters)}), "
+                    f"so it is not added to this one: two clusters share this gossip ring. To "
+                    f"merge them, stop {name}, empty its data folder (its jobs and executions "
+                    f"are not kept) and start it again with --join"
+                )
+                for name, voters in found.items()
+            },
+        )
+        return found
 
     def _carry_out(self, replicator: RaftReplicator, action: autopilot.Action) -> None:
         name = action.name

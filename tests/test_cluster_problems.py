@@ -90,3 +90,29 @@ def test_a_node_gossiping_under_another_cluster_key_is_named(tmp_path):
         for node in (stranger, first):
             if node is not None:
                 node.stop()
+
+
+def test_a_server_of_another_raft_group_is_not_added_and_both_say_so(tmp_path):
+    """Two lone servers, each with its own jobs; the second is restarted with --join to the
+    first. Adding it would make it drop its own log: neither leader adds the other, both
+    keep their jobs, and both name the other group."""
+    first = AgentProcess(tmp_path / "s1", node="s1").start()
+    second = AgentProcess(tmp_path / "s2", node="s2").start()
+    nodes = [first, second]
+    try:
+        assert first.client.post("/v1/jobs", shell_job("of-s1", "true")).status == 201
+        assert second.client.post("/v1/jobs", shell_job("of-s2", "true")).status == 201
+        second.stop()
+        second = AgentProcess(tmp_path / "s2", "--join", gossip_seed(first), node="s2").start()
+        nodes.append(second)
+        said = first.client.wait_for(lambda: problems(first, "raft-group"), timeout=20)
+        assert said[0].startswith("server s2 belongs to another Raft group (voters: s2)")
+        said = second.client.wait_for(lambda: problems(second, "raft-group"), timeout=20)
+        assert said[0].startswith("server s1 belongs to another Raft group (voters: s1)")
+        assert "problem: server s2 belongs to another Raft group" in first.log()
+        assert peers_of(first) == {"s1": True} and peers_of(second) == {"s2": True}
+        for node, name in ((first, "of-s1"), (second, "of-s2")):
+            assert [j["name"] for j in node.client.get("/v1/jobs").json()] == [name]
+    finally:
+        for node in nodes:
+            node.stop()
