@@ -69,7 +69,9 @@ PING_TIMEOUT_SECONDS = 2.0
 # An RPC port unreachable this long while gossip says its server is alive is a problem (a
 # server that just died is unreachable too, until gossip finds it failed).
 RPC_PROBLEM_SECONDS = 8.0
-LEARNER_STUCK_SECONDS = 10.0
+# A learner that has not answered the leader at all this long is a problem (one that answers
+# is catching up, however big the snapshot it receives).
+LEARNER_SILENT_SECONDS = 8.0
 
 
 def wants_raft(config: Any, data_dir: str) -> bool:
@@ -405,20 +407,20 @@ class Cluster:
     def _note_stuck_learners(
         self, learners: list[str], ready: list[str], progress: dict, commit: int, now: float
     ) -> None:
-        """A learner that does not catch up most likely cannot answer this leader."""
+        """A learner that never answers (appends nor heartbeats) cannot reach this leader."""
         for name in set(self._learner_since) - set(learners):
             del self._learner_since[name]
         found = {}
         for name in learners:
             since = self._learner_since.setdefault(name, now)
-            if name in ready:
+            peer = progress.get(name, {})
+            if name in ready or peer.get("active"):
                 self._learner_since[name] = now
-            elif now - since >= LEARNER_STUCK_SECONDS:
-                match = int(progress.get(name, {}).get("match", 0))
+            elif now - since >= LEARNER_SILENT_SECONDS:
                 found[name] = (
-                    f"server {name} has not caught up for {now - since:.0f}s (it acknowledged "
-                    f"index {match} of {commit}): can it reach this leader's RPC port at "
-                    f"{self.agent.rpc_addr}?"
+                    f"server {name} has not answered this leader for {now - since:.0f}s (it "
+                    f"acknowledged index {int(peer.get('match', 0))} of {commit}): can it reach "
+                    f"this leader's RPC port at {self.agent.rpc_addr}?"
                 )
         self.problems.update("learner", found)
 

@@ -30,7 +30,7 @@ STATUS_TEXT = {
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
 KEY_PROBLEM_SECONDS = 600.0  # a source refused for the key is reported this long after
-JOIN_PROBLEM_SECONDS = 10.0  # a join with no answer this long is reported
+JOIN_PROBLEM_SECONDS = 6.0  # a join with no answer this long is reported
 
 
 def member_json(name: str, addr: str, port: int, tags: dict[str, str], status: str) -> dict:

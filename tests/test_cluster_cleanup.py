@@ -4,7 +4,7 @@ removed at once, and a removed server that comes back rejoins as a voter with ev
 
 from __future__ import annotations
 
-from agent_support import AgentProcess, shell_job
+from agent_support import AgentProcess, shell_job, stop_together
 
 
 def peers_of(node: AgentProcess) -> dict[str, bool]:
@@ -18,7 +18,7 @@ def job_names(node: AgentProcess) -> set[str]:
 
 
 def test_dead_voter_is_removed_and_rejoins_cleanly_and_a_leaver_goes_at_once(tmp_path):
-    cleanup = ("--dead-server-cleanup", "3s")
+    cleanup = ("--dead-server-cleanup", "2s")
     first = AgentProcess(tmp_path / "s1", *cleanup, node="s1").start()
     seed = ("--join", f"127.0.0.1:{first.gossip_port}")
     nodes = [first]
@@ -45,5 +45,4 @@ def test_dead_voter_is_removed_and_rejoins_cleanly_and_a_leaver_goes_at_once(tmp
         assert first.client.post("/v1/jobs", shell_job("after-leave", "true")).status == 201
         third.client.wait_for(lambda: "after-leave" in job_names(third), timeout=10)
     finally:
-        for node in nodes:
-            node.stop()
+        stop_together(nodes)

@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 import time
 
-from agent_support import AgentProcess, shell_job
+from agent_support import AgentProcess, shell_job, stop_together
 
 
 def gossip_seed(node: AgentProcess) -> str:
@@ -29,11 +29,6 @@ def peers_of(node: AgentProcess) -> dict[str, bool]:
 def job_names(node: AgentProcess) -> set[str]:
     r = node.client.get("/v1/jobs")
     return {j["name"] for j in r.json()} if r.status == 200 else set()
-
-
-def stop_all(nodes: list[AgentProcess]) -> None:
-    for node in nodes:
-        node.stop()
 
 
 def test_a_lone_server_grows_into_three_voters_that_survive_its_death(tmp_path):
@@ -64,7 +59,7 @@ def test_a_lone_server_grows_into_three_voters_that_survive_its_death(tmp_path):
         for node in rest:
             node.client.wait_for(lambda n=node: job_names(n) >= {*created, "after-s1"}, timeout=10)
     finally:
-        stop_all(nodes)
+        stop_together(nodes)
 
 
 def test_servers_beyond_the_voter_cap_replicate_as_non_voters(tmp_path):
@@ -84,7 +79,7 @@ def test_servers_beyond_the_voter_cap_replicate_as_non_voters(tmp_path):
         time.sleep(2.5)  # two more rounds of the leader's reconciliation: still not a voter
         assert peers_of(first) == {"s1": True, "s2": False}
     finally:
-        stop_all(nodes)
+        stop_together(nodes)
 
 
 def test_a_data_folder_of_a_lone_server_without_raft_starts_as_a_one_voter_raft(tmp_path):
@@ -119,4 +114,4 @@ def test_a_data_folder_of_a_lone_server_without_raft_starts_as_a_one_voter_raft(
         got = second.client.get("/v1/jobs/old-1/executions").json()
         assert [e["id"] for e in got] == [e["id"] for e in executions]
     finally:
-        stop_all(nodes)
+        stop_together(nodes)
