@@ -3,7 +3,7 @@ line and shows in /health's "problems" (the UI's Nodes page lists them from ther
 
 from __future__ import annotations
 
-from agent_support import AgentProcess, free_port, shell_job, stop_together
+from agent_support import AgentProcess, Client, free_port, shell_job, stop_together
 
 OTHER_KEY = "YW5vdGhlci1rZXktMDEyMw=="  # base64 of b"another-key-0123"
 
@@ -66,7 +66,9 @@ def test_a_server_that_cannot_reach_the_leaders_rpc_port_says_so(tmp_path):
 
 
 def test_a_node_gossiping_under_another_cluster_key_is_named(tmp_path):
-    first = AgentProcess(tmp_path / "s1", node="s1").start()
+    first = AgentProcess(tmp_path / "s1", "--api-token", "s3cret", node="s1")
+    first.client.token = "s3cret"
+    first.start()
     stranger = None
     try:
         stranger = AgentProcess(
@@ -79,6 +81,10 @@ def test_a_node_gossiping_under_another_cluster_key_is_named(tmp_path):
         )
         names = {m["Name"] for m in first.client.get("/v1/members").json()}
         assert names == {"s1"}  # refused, not admitted
+        anonymous = Client(first.client.base).get("/health").json()["problems"]
+        assert anonymous == [
+            {"kind": "gossip-key", "message": "details are shown with the API token"}
+        ]
         said = stranger.client.wait_for(lambda: problems(stranger, "gossip-join"), timeout=20)
         assert f"gossip join to {gossip_seed(first)} has had no answer" in said[0]
         assert "does this node have the cluster's key?" in said[0]

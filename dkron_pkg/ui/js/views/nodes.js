@@ -1,7 +1,7 @@
 // Nodes: cluster members with status, role, Raft membership, tags and which one leads; above
 // them, the misconfigurations this server has noticed (from /health's "problems").
 
-import { ApiError, get } from "../api.js";
+import { ApiError, get, getToken } from "../api.js";
 import { badge, chips, h, rerender, tableWrap } from "../dom.js";
 
 const HEALTH_URL = new URL("../health", window.location.href);
@@ -9,7 +9,10 @@ const HEALTH_URL = new URL("../health", window.location.href);
 /** This server's problems ({kind, message}); none when /health cannot be read. */
 async function problems() {
   try {
-    const response = await fetch(HEALTH_URL, { headers: { Accept: "application/json" } });
+    const headers = { Accept: "application/json" };
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`; // the details need it, when one is set
+    const response = await fetch(HEALTH_URL, { headers });
     const body = response.ok ? await response.json() : {};
     return Array.isArray(body.problems) ? body.problems : [];
   } catch {
