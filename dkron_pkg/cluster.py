@@ -190,11 +190,23 @@ class Cluster:
         elif self.expect <= 1 and not joining:
             self._start_replicator({self.agent.node_name: self.agent.rpc_addr})
         elif self.expect <= 1:
+            self._warn_if_store_is_replaced()
             self._start_replicator(None)  # joining a cluster: the leader adds this server
         else:
             self.agent.spawn(self._bootstrap_loop, "bootstrap")
         self.agent.spawn(self._voters_loop, "raft-voters")
         self.agent.spawn(self._checks_loop, "cluster-checks")
+
+    def _warn_if_store_is_replaced(self) -> None:
+        """A server that joins takes the cluster's state: what its own store held goes."""
+        jobs = len(self.agent.store.job_names())
+        if jobs:
+            log.warning(
+                "this server joins a cluster with %d jobs of its own in %s: the cluster's "
+                "snapshot replaces them (export them first if they matter)",
+                jobs,
+                self.agent.data_dir,
+            )
 
     def _servers(self) -> list[dict]:
         return [m for m in self._region_servers() if m["statusText"] == "alive"]
@@ -255,6 +267,7 @@ class Cluster:
                             "of bootstrapping a new one",
                             leader,
                         )
+                        self._warn_if_store_is_replaced()
                         self._start_replicator(None)
                     return
             peers = [m for m in self._servers() if m["Tags"].get("expect") == str(self.expect)]
