@@ -44,7 +44,7 @@ from dkron_pkg.timefmt import format_rfc3339
 log = logging.getLogger("dkron.agent")
 
 BARRIER_RETRY_SECONDS = 1.0  # a new leader retries its barrier this often
-GOSSIP_KEY_CHECK_SECONDS = 2.0
+GOSSIP_CHECK_SECONDS = 2.0
 FENCE_KEEP_SECONDS = 120.0  # a restarted node keeps refusing deposed leaders this long
 
 
@@ -172,7 +172,7 @@ class Agent:
         )
         self.membership.start()
         self.bind_port = self.membership.port
-        self.spawn(self._gossip_key_checks, "gossip-key-checks")
+        self.spawn(self._gossip_checks, "gossip-checks")
         if self.cluster is not None:
             self.committer.close()  # the local committer gives way to Raft
             self.cluster.start()
@@ -202,9 +202,10 @@ class Agent:
             self.security_mode,
         )
 
-    def _gossip_key_checks(self) -> None:
-        """Say which addresses send gossip this node refuses for the cluster key."""
-        while not self._stopping.wait(GOSSIP_KEY_CHECK_SECONDS):
+    def _gossip_checks(self) -> None:
+        """Say which addresses send gossip this node refuses for the cluster key, and when
+        this node's own join has no answer."""
+        while not self._stopping.wait(GOSSIP_CHECK_SECONDS):
             if self.membership is not None:
                 self.problems.update("gossip-key", self.membership.key_problems())
                 self.problems.update("gossip-join", self.membership.join_problems())

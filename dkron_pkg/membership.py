@@ -122,11 +122,8 @@ class Membership:
         for source, (count, when, why) in self.transport.key_refusals().items():
             if now - when > KEY_PROBLEM_SECONDS:
                 continue
-            what = (
-                "without a cluster key"
-                if "no authentication tag" in why
-                else ("under another cluster key")
-            )
+            keyless = "no authentication tag" in why
+            what = "without a cluster key" if keyless else "under another cluster key"
             found[source] = (
                 f"a node at {source} sends gossip {what}: {count} packet"
                 f"{'' if count == 1 else 's'} refused, the last "
