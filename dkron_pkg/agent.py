@@ -31,6 +31,7 @@ from dkron_pkg.launch.node import report_order
 from dkron_pkg.launch_driver import LaunchDriver, LaunchHost
 from dkron_pkg.membership import Membership, member_json
 from dkron_pkg.notify import Notifier
+from dkron_pkg.problems import Problems
 from dkron_pkg.remote_runs import RemoteRuns, Reporter
 from dkron_pkg.rpc import RpcClient, RpcError, RpcServer
 from dkron_pkg.rpc_methods import NodeRpc
@@ -43,6 +44,7 @@ from dkron_pkg.timefmt import format_rfc3339
 log = logging.getLogger("dkron.agent")
 
 BARRIER_RETRY_SECONDS = 1.0  # a new leader retries its barrier this often
+GOSSIP_CHECK_SECONDS = 2.0
 FENCE_KEEP_SECONDS = 120.0  # a restarted node keeps refusing deposed leaders this long
 
 
@@ -89,6 +91,8 @@ class Agent:
             os.path.join(self.data_dir, "state.db"), int(config.executions_per_job or 100)
         )
         self.runner = Runner(self.node_name, self._on_started, self._on_finished)
+        self.problems = Problems()  # misconfigurations noticed, for /health and the UI
+        self._led_before = False
         self.cluster = Cluster(self) if wants_raft(config, self.data_dir) else None
         self.committer: Any = Committer(self.store.apply_batch)
         self.remote = RemoteRuns(self.rpc_client)
@@ -173,6 +177,7 @@ class Agent:
         with ports.explained(gossip_use):
             self.membership.start()
         self.bind_port = self.membership.port
+        self.spawn(self._gossip_checks, "gossip-checks")
         if self.cluster is not None:
             self.committer.close()  # the local committer gives way to Raft
             self.cluster.start()
@@ -215,6 +220,18 @@ class Agent:
             ),
             ports.PortUse("HTTP API", http_host, http_port, "--http-addr HOST:PORT"),
         ]
+
+    def _gossip_checks(self) -> None:
+        """Say which addresses send gossip this node refuses for the cluster key, and when
+        this node's own join has no answer."""
+        while not self._stopping.wait(GOSSIP_CHECK_SECONDS):
+            if self.membership is not None:
+                self.problems.update("gossip-key", self.membership.key_problems())
+                self.problems.update("gossip-join", self.membership.join_problems())
+
+    def problem_list(self) -> list[dict[str, str]]:
+        """Misconfigurations this node sees now (see dkron_pkg.problems)."""
+        return self.problems.list()
 
     @property
     def security_mode(self) -> str:
@@ -315,7 +332,9 @@ class Agent:
 
     @property
     def rpc_addr(self) -> str:
-        return f"{self.advertise_host}:{self.rpc_port}"
+        """Where other nodes reach this one's RPC port: --advertise-rpc-port when given."""
+        port = int(getattr(self.config, "advertise_rpc_port", 0) or self.rpc_port)
+        return f"{self.advertise_host}:{port}"
 
     def _server_addrs(self, first: str) -> list[str]:
         """Where to report a run's end: the server that asked, then every other live server."""
@@ -644,6 +663,11 @@ class Agent:
                 log.warning("not scheduling yet: %s", e)
                 self._stopping.wait(BARRIER_RETRY_SECONDS)
         voters = set(replicator.voters()) if replicator is not None else set()
+        learners = replicator.learners() if replicator is not None else []
+        # A lone server's first leadership begins with this process: its own runs of the
+        # previous process died with it (any later leadership finds its runs still going).
+        alone = voters == {self.node_name} and not learners and not self._led_before
+        self._led_before = True
         launch = self.launch
         if launch is None:
             return
@@ -651,6 +675,7 @@ class Agent:
 
         def passed(now: int) -> None:
             if core.term == term:
+                core.cluster = not alone
                 core.barrier_passed(now, voters)
 
         launch.post(passed)

@@ -141,6 +141,20 @@ class Config:
         default="60s", metadata=_help("membership reconcile interval", flag=False)
     )
     # -- beyond Dkron --------------------------------------------------------------------------
+    dead_server_cleanup: str = field(
+        default="5m",
+        metadata=_help(
+            "remove a Raft voter failed in gossip this long, if the others still make a "
+            "quorum (0: never; a server that left is removed at once)"
+        ),
+    )
+    raft_max_voters: int = field(
+        default=5,
+        metadata=_help(
+            "voters of the Raft group (1-9); further servers replicate as non-voters and "
+            "become voters when a voter goes"
+        ),
+    )
     api_token: str = field(default="", metadata=_help("when set, every API call must carry it"))
     max_body_bytes: int = field(default=1048576, metadata=_help("largest API request body"))
     http_allowed_hosts: list[str] = field(
@@ -248,6 +262,7 @@ class KeySpec:
 
 
 _DURATIONS = {
+    "dead_server_cleanup",
     "retry_interval",
     "serf_reconnect_timeout",
     "reconcileinterval",
@@ -594,6 +609,7 @@ def _validate(cfg: Config, where: dict[str, str]) -> None:
     in_range("mail_port", 0, 65535)
     in_range("retry_max", 0)
     in_range("raft_multiplier", 1, 10)
+    in_range("raft_max_voters", 1, 9)
     in_range("max_body_bytes", 1)
     in_range("http_max_connections", 1)
     in_range("executions_per_job", 1)

@@ -215,8 +215,24 @@ class Api:
     # ----- node --------------------------------------------------------------------------
 
     def health(self, req: Request) -> Response:
+        """Alive, with the security mode and the misconfigurations this node sees (each
+        {"kind", "message"}): a problem is for the operator, not a reason to fail the check.
+        /health needs no token; without it (when one is set) only the kinds are shown, as
+        the messages name nodes and addresses."""
         security = getattr(self.backend, "security_mode", None)  # "key" or "insecure-dev"
-        return Response(200, {"status": "healthy", **({"security": security} if security else {})})
+        listed = getattr(self.backend, "problem_list", None)
+        problems = listed() if listed is not None else None
+        if problems and not token_given(getattr(self.backend, "api_token", ""), req.headers):
+            hidden = "details are shown with the API token"
+            problems = [{"kind": p["kind"], "message": hidden} for p in problems]
+        return Response(
+            200,
+            {
+                "status": "healthy",
+                **({"security": security} if security else {}),
+                **({"problems": problems} if problems is not None else {}),
+            },
+        )
 
     def status(self, req: Request) -> Response:
         b = self.backend
@@ -667,6 +683,16 @@ def _int_arg(req: Request, name: str, default: int) -> int:
         raise ApiError(400, f'{name} must be a whole number, got "{value}"') from None
 
 
+def token_given(token: str, headers: Any) -> bool:
+    """Whether the request carries the API token (always, when none is configured)."""
+    if not token:
+        return True
+    auth = headers.get("Authorization", "")
+    given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
+    given = given or headers.get("X-Dkron-Token", "")
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
 class Request:
     """What a handler needs from the HTTP request."""
 
@@ -858,13 +884,7 @@ class Handler(GuardedRequestHandler):
         return data
 
     def _authorized(self) -> bool:
-        token = self.api.backend.api_token
-        if not token:
-            return True
-        auth = self.headers.get("Authorization", "")
-        given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
-        given = given or self.headers.get("X-Dkron-Token", "")
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+        return token_given(self.api.backend.api_token, self.headers)
 
     def _static(self, path: str) -> None:
         if not self.api.backend.ui_enabled:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,8 @@ STATUS_TEXT = {
 }
 GOSSIP_PROTOCOL = {"ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2}
 DELEGATE_PROTOCOL = {"DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4}
+KEY_PROBLEM_SECONDS = 600.0  # a source refused for the key is reported this long after
+JOIN_PROBLEM_SECONDS = 6.0  # a join with no answer this long is reported
 
 
 def member_json(name: str, addr: str, port: int, tags: dict[str, str], status: str) -> dict:
@@ -71,6 +74,8 @@ class Membership:
         on_event: Callable[[MemberEvent], None] | None = None,
     ):
         self.name = name
+        self.seeds = list(seeds)
+        self._started_at = time.monotonic()
         self._on_event = on_event
         self._lock = threading.Lock()
         self.transport = GossipTransport(
@@ -108,6 +113,37 @@ class Membership:
 
     def raw_members(self) -> list[Member]:
         return self.transport.members()
+
+    def key_problems(self, now: float | None = None) -> dict[str, str]:
+        """{source: message} for each address whose gossip was refused for the cluster key
+        in the last KEY_PROBLEM_SECONDS (forged packets included: they say the same)."""
+        now = time.time() if now is None else now
+        found = {}
+        for source, (count, when, why) in self.transport.key_refusals().items():
+            if now - when > KEY_PROBLEM_SECONDS:
+                continue
+            keyless = "no authentication tag" in why
+            what = "without a cluster key" if keyless else "under another cluster key"
+            found[source] = (
+                f"a node at {source} sends gossip {what}: {count} packet"
+                f"{'' if count == 1 else 's'} refused, the last "
+                f"{max(0.0, now - when):.0f}s ago ({why}); give it this cluster's key "
+                f"(--encrypt or --encrypt-file)"
+            )
+        return found
+
+    def join_problems(self) -> dict[str, str]:
+        """{"join": message} while the join to the seeds has had no answer for a while (the
+        seeds refuse packets under another cluster key without a word)."""
+        waited = time.monotonic() - self._started_at
+        if not self.seeds or self.transport.joined or waited < JOIN_PROBLEM_SECONDS:
+            return {}
+        return {
+            "join": (
+                f"gossip join to {', '.join(self.seeds)} has had no answer for {waited:.0f}s: "
+                f"is a node up there, and does this node have the cluster's key?"
+            )
+        }
 
     def set_tags(self, tags: dict[str, str]) -> None:
         self.transport.set_tags(tags)

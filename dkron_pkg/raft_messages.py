@@ -7,6 +7,12 @@ transport can drop a bad frame with a clear reason instead of crashing.
 
 Integers are unsigned 64-bit big-endian, strings are UTF-8 with a 16-bit length, byte blobs
 carry a 32-bit length. The same entry encoding is used by the durable log (raft_storage).
+
+A configuration (CONFIG entry, snapshot metadata) is one list of member names: voters as they
+are, non-voters (learners: they replicate but neither vote nor count for commits) written as
+NUL "l" name. A voter whose name itself starts with NUL is written NUL "v" name, so every name
+round-trips, and a configuration without learners is byte for byte what it was before
+learners existed.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class EntryKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One log entry. For CONFIG entries `data` is `encode_voters(...)`."""
+    """One log entry. For CONFIG entries `data` is `encode_voters(voters, learners)`."""
 
     index: int
     term: int
@@ -49,11 +55,13 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotMeta:
-    """Where a snapshot stops (index, term) and the voter set in force at that index."""
+    """Where a snapshot stops (index, term) and the configuration in force at that index:
+    the voters and the learners (members that replicate without a vote)."""
 
     index: int
     term: int
     voters: tuple[str, ...]
+    learners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +186,9 @@ _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
 _ENTRY_HEAD = struct.Struct(">QQBI")
+_MARK = "\0"  # a configuration's member name that starts with it is marked:
+_LEARNER_MARK = "\0l"  # a learner
+_VOTER_ESCAPE = "\0v"  # a voter whose own name starts with NUL
 _MAX_U64 = (1 << 64) - 1
 
 
@@ -210,10 +221,12 @@ class _Writer:
         self.parts.append(_ENTRY_HEAD.pack(entry.index, entry.term, entry.kind, len(entry.data)))
         self.parts.append(bytes(entry.data))
 
-    def voters(self, voters: tuple[str, ...]) -> None:
-        self.parts.append(_U16.pack(len(voters)))
+    def voters(self, voters: tuple[str, ...], learners: tuple[str, ...] = ()) -> None:
+        self.parts.append(_U16.pack(len(voters) + len(learners)))
         for voter in voters:
-            self.text(voter)
+            self.text(_VOTER_ESCAPE + voter if voter.startswith(_MARK) else voter)
+        for learner in learners:
+            self.text(_LEARNER_MARK + learner)
 
 
 class _Reader:
@@ -255,11 +268,26 @@ class _Reader:
             raise DecodeError(f"unknown entry kind {kind}")
         return Entry(index, term, EntryKind(kind), bytes(self.take(size, "entry data")))
 
-    def voters(self, what: str) -> tuple[str, ...]:
+    def voters(self, what: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(voters, learners) of a configuration."""
         count = _U16.unpack(self.take(2, what))[0]
         if count > MAX_VOTERS:
             raise DecodeError(f"{what}: {count} voters is more than {MAX_VOTERS}")
-        return tuple(self.text(what) for _ in range(count))
+        voters: list[str] = []
+        learners: list[str] = []
+        for _ in range(count):
+            name = self.text(what)
+            if name.startswith(_LEARNER_MARK):
+                learners.append(name[len(_LEARNER_MARK) :])
+            elif name.startswith(_VOTER_ESCAPE):
+                voters.append(name[len(_VOTER_ESCAPE) :])
+            elif name.startswith(_MARK):
+                raise DecodeError(f"{what}: unknown member mark {name[1:2]!r}")
+            else:
+                voters.append(name)
+        if set(voters) & set(learners):
+            raise DecodeError(f"{what}: a member is both voter and learner")
+        return tuple(voters), tuple(learners)
 
 
 _ENTRY_KINDS = frozenset(int(kind) for kind in EntryKind)
@@ -340,7 +368,7 @@ def encode(msg: Message) -> bytes:
         else:
             out.u64(value.index)
             out.u64(value.term)
-            out.voters(value.voters)
+            out.voters(value.voters, value.learners)
     return b"".join(out.parts)
 
 
@@ -386,7 +414,7 @@ def decode(data: bytes) -> Message:
         else:
             index = reader.u64("snapshot index")
             term = reader.u64("snapshot term")
-            values[name] = SnapshotMeta(index, term, reader.voters("snapshot voters"))
+            values[name] = SnapshotMeta(index, term, *reader.voters("snapshot voters"))
     if reader.pos != len(data):
         raise DecodeError(f"{len(data) - reader.pos} trailing bytes after {cls.__name__}")
     return cls(**values)
@@ -410,32 +438,39 @@ def decode_entry(data: bytes) -> Entry:
     return entry
 
 
-def encode_voters(voters: tuple[str, ...] | list[str]) -> bytes:
-    """CONFIG entry payload: the complete voter set after the change."""
+def encode_voters(
+    voters: tuple[str, ...] | list[str], learners: tuple[str, ...] | list[str] = ()
+) -> bytes:
+    """CONFIG entry payload: the complete configuration after the change."""
     out = _Writer()
-    out.voters(tuple(voters))
+    out.voters(tuple(voters), tuple(learners))
     return b"".join(out.parts)
 
 
-def decode_voters(data: bytes) -> tuple[str, ...]:
+def decode_config(data: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(voters, learners) of a CONFIG entry payload."""
     reader = _Reader(bytes(data))
-    voters = reader.voters("voters")
+    config = reader.voters("voters")
     if reader.pos != len(data):
         raise DecodeError("trailing bytes after voter list")
-    return voters
+    return config
+
+
+def decode_voters(data: bytes) -> tuple[str, ...]:
+    return decode_config(data)[0]
 
 
 def encode_meta(meta: SnapshotMeta) -> bytes:
     out = _Writer()
     out.u64(meta.index)
     out.u64(meta.term)
-    out.voters(meta.voters)
+    out.voters(meta.voters, meta.learners)
     return b"".join(out.parts)
 
 
 def decode_meta(data: bytes) -> SnapshotMeta:
     reader = _Reader(bytes(data))
-    meta = SnapshotMeta(reader.u64("index"), reader.u64("term"), reader.voters("voters"))
+    meta = SnapshotMeta(reader.u64("index"), reader.u64("term"), *reader.voters("voters"))
     if reader.pos != len(data):
         raise DecodeError("trailing bytes after snapshot metadata")
     return meta

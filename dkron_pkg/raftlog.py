@@ -42,11 +42,12 @@ Public interface:
 - Inputs: `tick(now_ms)`, `step(message)`, `propose(data) -> Proposal | NotLeader | Refused`,
   `read_index(context) -> NotLeader | None` (answer arrives as a `ReadState`),
   `transfer_leadership(to) -> NotLeader | Refused | None`,
-  `propose_conf_change(ConfChange("add" | "remove", node_id)) -> Proposal | NotLeader | Refused`,
+  `propose_conf_change(ConfChange("add" | "add_learner" | "remove", node_id))
+  -> Proposal | NotLeader | Refused`,
   `compact(index, snapshot_bytes) -> Compacted`.
 - Outputs: `has_ready()`, `ready() -> Ready(messages, entries, hard_state, snapshot,
   committed_entries, read_states, role, leader_id, term)`, `advance(ready)`.
-- Read-only: `id`, `role`, `term`, `vote`, `leader_id`, `voters`, `commit_index`,
+- Read-only: `id`, `role`, `term`, `vote`, `leader_id`, `voters`, `learners`, `commit_index`,
   `applied_index`, `last_index`, `first_index`, `snapshot_index`, `term_at(index)`,
   `entries(lo, hi)`, `status()` (for `raft list-peers` and metrics).
 - `StateMachine`: the protocol the job store implements (`apply`, `snapshot`, `restore`).
@@ -57,9 +58,13 @@ rejoining node does not depose a healthy leader), batched and pipelined AppendEn
 bounded in-flight window, the current-term commit rule, snapshots with trailing-log
 compaction and InstallSnapshot, single-server membership changes (a config is used as soon
 as it is in the log; one uncommitted change at a time; refused until the leader has
-committed its own no-op, per Ongaro's errata), leadership transfer with TimeoutNow,
+committed its own no-op, per Ongaro's errata), learners (members the leader replicates to
+that neither vote nor count for commits; "add" on a learner promotes it to voter),
+leadership transfer with TimeoutNow,
 linearizable reads with ReadIndex, and follower commit from peer acknowledgements (followers
 that together make a quorum commit an entry of the current term without the leader's word).
+A node that is the only voter of its configuration elects itself at its first tick: nobody
+else can vote, so waiting out an election timeout would only delay the first write.
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .raft_messages import (
     AppendEntries,
@@ -86,7 +91,7 @@ from .raft_messages import (
     TimeoutNow,
     VoteResponse,
     decode,
-    decode_voters,
+    decode_config,
     encode,
     encode_voters,
 )
@@ -94,6 +99,7 @@ from .raft_messages import (
 __all__ = [
     "Compacted",
     "ConfChange",
+    "Configuration",
     "DecodeError",
     "Entry",
     "EntryKind",
@@ -211,10 +217,18 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class ConfChange:
-    """Single-server membership change: op is "add" or "remove"."""
+    """Single-server membership change: op is "add" (a voter, or promote a learner),
+    "add_learner" (a member that replicates without a vote) or "remove" (either kind)."""
 
     op: str
     node_id: str
+
+
+class Configuration(NamedTuple):
+    """The members in force from some index on: voters and learners (disjoint)."""
+
+    voters: tuple[str, ...]
+    learners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +309,7 @@ def _malformed(msg: Message) -> str | None:
                 return "entry terms out of order"
             if entry.kind == EntryKind.CONFIG:
                 try:
-                    decode_voters(entry.data)
+                    decode_config(entry.data)
                 except DecodeError:
                     return "undecodable configuration entry"
             expected, prev_term = expected + 1, entry.term
@@ -337,11 +351,14 @@ class RaftNode:
         self._unstable_from = self.last_index + 1
         self._pending_snapshot: Snapshot | None = None
         if state.snapshot is not None:
-            self._base_voters: tuple[str, ...] = state.snapshot.meta.voters
+            meta = state.snapshot.meta
+            self._base_config = Configuration(meta.voters, meta.learners)
         else:
-            self._base_voters = tuple(sorted(set(peers)))
-        self._config_log: list[tuple[int, tuple[str, ...]]] = [
-            (e.index, decode_voters(e.data)) for e in self._log if e.kind == EntryKind.CONFIG
+            self._base_config = Configuration(tuple(sorted(set(peers))))
+        self._config_log: list[tuple[int, Configuration]] = [
+            (e.index, Configuration(*decode_config(e.data)))
+            for e in self._log
+            if e.kind == EntryKind.CONFIG
         ]
         self._msgs: list[Message] = []
         self._read_states: list[ReadState] = []
@@ -374,8 +391,17 @@ class RaftNode:
     # ----- read-only views -------------------------------------------------------------------
 
     @property
+    def config(self) -> Configuration:
+        """The configuration in force: the newest one in the log (committed or not)."""
+        return self._config_log[-1][1] if self._config_log else self._base_config
+
+    @property
     def voters(self) -> tuple[str, ...]:
-        return self._config_log[-1][1] if self._config_log else self._base_voters
+        return self.config.voters
+
+    @property
+    def learners(self) -> tuple[str, ...]:
+        return self.config.learners
 
     @property
     def last_index(self) -> int:
@@ -426,6 +452,7 @@ class RaftNode:
             "term": self.term,
             "leader": self.leader_id,
             "voters": list(self.voters),
+            "learners": list(self.learners),
             "commit_index": self.commit_index,
             "applied_index": self.applied_index,
             "last_index": self.last_index,
@@ -444,6 +471,9 @@ class RaftNode:
             self._ticked = True
             self.now = now_ms
             self._reset_election_timer()
+            if self.voters == (self.id,) and self.role == Role.FOLLOWER:
+                self.role_reason = "the only voter"
+                self._campaign(pre_vote=self.cfg.pre_vote, transfer=False)
             return
         gap = now_ms - self.now
         self.now = max(self.now, now_ms)
@@ -585,30 +615,41 @@ class RaftNode:
         return Proposal(entry.index, entry.term)
 
     def propose_conf_change(self, change: ConfChange) -> Proposal | NotLeader | Refused:
-        """Add or remove one voter. Refused while another change is uncommitted or before the
-        leader has committed an entry of its own term (Ongaro's single-server errata)."""
+        """Add, promote or remove one member. Refused while another change is uncommitted or
+        before the leader has committed an entry of its own term (Ongaro's single-server
+        errata)."""
         if self.role != Role.LEADER:
             return NotLeader(self.leader_id)
-        if change.op not in ("add", "remove"):
-            return Refused(f"unknown membership operation {change.op!r}: use add or remove")
+        if change.op not in ("add", "add_learner", "remove"):
+            return Refused(
+                f"unknown membership operation {change.op!r}: use add, add_learner or remove"
+            )
         if self._transferee is not None:
             return Refused("leadership transfer in progress")
         if self.term_at(self.commit_index) != self.term:
             return Refused("leader has not committed an entry of its term yet")
         if self._config_log and self._config_log[-1][0] > self.commit_index:
             return Refused("another membership change is not committed yet")
-        voters = set(self.voters)
+        voters, learners = set(self.voters), set(self.learners)
+        node = change.node_id
+        if change.op in ("add", "add_learner") and node in voters:
+            return Refused(f"{node} is already a voter")
         if change.op == "add":
-            if change.node_id in voters:
-                return Refused(f"{change.node_id} is already a voter")
-            voters.add(change.node_id)
+            voters.add(node)
+            learners.discard(node)
+        elif change.op == "add_learner":
+            if node in learners:
+                return Refused(f"{node} is already a learner")
+            learners.add(node)
         else:
-            if change.node_id not in voters:
-                return Refused(f"{change.node_id} is not a voter")
-            if len(voters) == 1:
+            if node not in voters and node not in learners:
+                return Refused(f"{node} is not a voter")
+            if voters == {node}:
                 return Refused("cannot remove the last voter")
-            voters.discard(change.node_id)
-        entry = self._append_local(EntryKind.CONFIG, encode_voters(tuple(sorted(voters))))
+            voters.discard(node)
+            learners.discard(node)
+        data = encode_voters(tuple(sorted(voters)), tuple(sorted(learners)))
+        entry = self._append_local(EntryKind.CONFIG, data)
         return Proposal(entry.index, entry.term)
 
     def read_index(self, context: bytes) -> NotLeader | None:
@@ -649,7 +690,8 @@ class RaftNode:
                 term = self._snapshot.meta.term
             else:
                 raise ValueError(f"index {index} is no longer in the log")
-        snap = Snapshot(SnapshotMeta(index, term, self._voters_at(index)), bytes(data))
+        cfg = self._config_at(index)
+        snap = Snapshot(SnapshotMeta(index, term, cfg.voters, cfg.learners), bytes(data))
         if self._snapshot is None or index > self._snapshot.meta.index:
             self._snapshot = snap
         cut = max(self._offset, min(index - self.cfg.trailing_entries, self._unstable_from - 1))
@@ -807,7 +849,9 @@ class RaftNode:
         self.leader_id = self.id
         self._transferee = None
         self._progress = {
-            peer: _Progress(self.last_index + 1) for peer in self.voters if peer != self.id
+            peer: _Progress(self.last_index + 1)
+            for peer in (*self.voters, *self.learners)
+            if peer != self.id
         }
         self._heartbeat_due = self.now
         self._quorum_check_due = self.now + self.cfg.election_timeout_min_ms
@@ -822,7 +866,7 @@ class RaftNode:
         entry = Entry(self.last_index + 1, self.term, kind, data)
         self._log.append(entry)
         if kind == EntryKind.CONFIG:
-            self._config_log.append((entry.index, decode_voters(data)))
+            self._config_log.append((entry.index, Configuration(*decode_config(data))))
             self._sync_progress_with_config()
         self._maybe_commit()
         return entry
@@ -830,11 +874,11 @@ class RaftNode:
     def _sync_progress_with_config(self) -> None:
         if self.role != Role.LEADER:
             return
-        voters = set(self.voters)
+        members = {*self.voters, *self.learners}
         for peer in list(self._progress):
-            if peer not in voters:
+            if peer not in members:
                 del self._progress[peer]
-        for peer in sorted(voters):
+        for peer in sorted(members):
             if peer != self.id and peer not in self._progress:
                 self._progress[peer] = _Progress(self.last_index + 1)
                 self._progress[peer].recent_active = True
@@ -1034,7 +1078,7 @@ class RaftNode:
                 self._truncate_suffix(entry.index)
             self._log.append(entry)
             if entry.kind == EntryKind.CONFIG:
-                self._config_log.append((entry.index, decode_voters(entry.data)))
+                self._config_log.append((entry.index, Configuration(*decode_config(entry.data))))
         last_new = prev + len(entries)
         self.commit_index = max(self.commit_index, min(msg.commit, last_new))
         self._send(AppendResponse(self.term, self.id, msg.src, True, last_new))
@@ -1117,7 +1161,7 @@ class RaftNode:
             self._offset_term = meta.term
             self._config_log = []
             self.commit_index = meta.index
-        self._base_voters = meta.voters
+        self._base_config = Configuration(meta.voters, meta.learners)
         self._unstable_from = meta.index + 1
         if self.cfg.peer_acks:
             self._note_own_match(meta.index, announce=False)
@@ -1147,14 +1191,17 @@ class RaftNode:
         while len(self._config_log) > 1 and self._config_log[1][0] <= upto:
             self._config_log.pop(0)
         if self._config_log and self._config_log[0][0] <= upto:
-            self._base_voters = self._config_log.pop(0)[1]
+            self._base_config = self._config_log.pop(0)[1]
+
+    def _config_at(self, index: int) -> Configuration:
+        config = self._base_config
+        for cfg_index, cfg in self._config_log:
+            if cfg_index <= index:
+                config = cfg
+        return config
 
     def _voters_at(self, index: int) -> tuple[str, ...]:
-        voters = self._base_voters
-        for cfg_index, cfg_voters in self._config_log:
-            if cfg_index <= index:
-                voters = cfg_voters
-        return voters
+        return self._config_at(index).voters
 
     def _send(self, msg: Message) -> None:
         self._msgs.append(msg)

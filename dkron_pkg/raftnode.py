@@ -34,8 +34,13 @@ the log (or the snapshot) replays the rest.
 
 Bootstrap: a server started with `bootstrap={id: addr, ...}` on an empty data directory writes
 that voter set as a snapshot at index 0, so later starts need no bootstrap set (every founding
-server must be given the same set once). A server started with `bootstrap=None` waits to be added by
-the leader (`add_server`, or the RPC method "raft.add_server" on any server, which forwards).
+server must be given the same set once). A server bootstrapped alone (`bootstrap={own id: addr}`)
+writes a snapshot at index 1 of what its store already holds instead: a data directory of a
+build that ran a lone server without Raft keeps its jobs and executions, and servers that join
+later catch up from that snapshot. A server started with `bootstrap=None` waits to be added by
+the leader (`add_server`, or the RPC method "raft.add_server" on any server, which forwards),
+as a voter or as a learner (`voter=False`: it replicates without a vote; adding it again as a
+voter promotes it).
 
 Recovery (as Dkron): `<data_dir>/raft/peers.json` (`[{"id": "n1", "address": "ip:6868"}]`) is
 read at start: every entry in the local log is applied, a snapshot is written whose voter set is
@@ -252,6 +257,7 @@ class RaftReplicator:
         self._term = 0
         self._leader: str | None = None
         self._voters: tuple[str, ...] = ()
+        self._learners: tuple[str, ...] = ()
         self._leader_notified = False
         self._failed: BaseException | None = None
         self._storage: FileStorage | None = None
@@ -282,7 +288,10 @@ class RaftReplicator:
             # Persist the first configuration (a snapshot at index 0 with the bootstrap voters):
             # a server that restarts before any membership change is logged must still know
             # its voters, or it could never campaign again.
-            self._recover_from_peers(self.bootstrap)
+            if set(self.bootstrap) == {self.id}:
+                self._bootstrap_alone()
+            else:
+                self._recover_from_peers(self.bootstrap)
         state = self._storage.load()
         if state.snapshot is not None:
             self._install_snapshot_locally(state.snapshot, at_start=True)
@@ -369,20 +378,40 @@ class RaftReplicator:
     def voters(self) -> list[str]:
         return list(self._voters)
 
+    def learners(self) -> list[str]:
+        """Members that replicate without a vote (beyond the voter cap, or catching up)."""
+        return list(self._learners)
+
+    def leader_progress(self, timeout: float = 2.0) -> dict[str, Any] | None:
+        """On the leader: its commit index and each peer's replication progress (match, next,
+        active), read on the Raft loop; None on any other node."""
+        answer: Future = Future()
+
+        def read(node: RaftNode) -> None:
+            status = node.status()
+            answer.set_result(status if node.role == Role.LEADER else None)
+
+        self._call_in_loop(read)
+        try:
+            return answer.result(timeout=timeout)
+        except TimeoutError:
+            return None
+
     def addresses(self) -> dict[str, str]:
         return dict(self._addrs)
 
     def peers(self) -> list[dict]:
         leader = self._leader
+        voters = [(node, True) for node in self._voters]
         return [
             {
                 "node": node,
                 "id": node,
                 "address": self._addrs.get(node, ""),
                 "state": "leader" if node == leader else "follower",
-                "voter": True,
+                "voter": voter,
             }
-            for node in self._voters
+            for node, voter in voters + [(node, False) for node in self._learners]
         ]
 
     # ----- inbound transport ------------------------------------------------------------------
@@ -425,9 +454,12 @@ class RaftReplicator:
                 return {"not_leader": self._leader}
         if method == "raft.add_server":
             node, addr = args.get("id"), args.get("address")
+            voter = args.get("voter", True)
             if not isinstance(node, str) or not isinstance(addr, str):
                 raise RpcError("raft.add_server: 'id' and 'address' strings are required")
-            self.add_server(node, addr)
+            if not isinstance(voter, bool):
+                raise RpcError("raft.add_server: 'voter' must be true or false")
+            self.add_server(node, addr, voter=voter)
             return {}
         if method == "raft.remove_server":
             node = args.get("id")
@@ -647,14 +679,17 @@ class RaftReplicator:
 
     # ----- membership -------------------------------------------------------------------------
 
-    def add_server(self, node_id: str, rpc_addr: str, timeout: float = 10.0) -> None:
-        """Add a voter (idempotent). On a follower the request is forwarded to the leader."""
+    def add_server(
+        self, node_id: str, rpc_addr: str, timeout: float = 10.0, *, voter: bool = True
+    ) -> None:
+        """Add a voter, or a learner with `voter=False` (idempotent; a voter stays a voter;
+        adding a learner as a voter promotes it). On a follower the request is forwarded to
+        the leader."""
         if not node_id or ":" not in rpc_addr:
             raise ValueError(f"raft: add_server needs a node id and an ip:port, got {rpc_addr!r}")
         deadline = time.monotonic() + timeout
-        if not self._ensure_leader_or_forward(
-            "raft.add_server", {"id": node_id, "address": rpc_addr}, deadline
-        ):
+        args = {"id": node_id, "address": rpc_addr, "voter": voter}
+        if not self._ensure_leader_or_forward("raft.add_server", args, deadline):
             return
         if self._replicated_addrs.get(node_id) != rpc_addr:
             self.submit([addresses_command({node_id: rpc_addr})], deadline - time.monotonic())
@@ -663,10 +698,11 @@ class RaftReplicator:
             self.rpc.call(rpc_addr, "raft.hello", {"addresses": self.addresses()}, timeout=2.0)
         except RpcError as exc:
             log.warning("raft: could not greet new server %s at %s: %s", node_id, rpc_addr, exc)
-        self._change_membership("add", node_id, deadline)
+        self._change_membership("add" if voter else "add_learner", node_id, deadline)
 
     def remove_server(self, node_id: str, timeout: float = 10.0) -> None:
-        """Remove a voter (idempotent). On a follower the request is forwarded to the leader."""
+        """Remove a voter or learner (idempotent). On a follower the request is forwarded to
+        the leader."""
         deadline = time.monotonic() + timeout
         if not self._ensure_leader_or_forward("raft.remove_server", {"id": node_id}, deadline):
             return
@@ -689,10 +725,17 @@ class RaftReplicator:
             time.sleep(RETRY_PAUSE_S)
         raise NotLeaderError(self._no_leader_message(0))
 
+    def _membership_done(self, op: str, node_id: str) -> bool:
+        if op == "add":
+            return node_id in self._voters
+        if op == "add_learner":
+            return node_id in self._voters or node_id in self._learners
+        return node_id not in self._voters and node_id not in self._learners
+
     def _change_membership(self, op: str, node_id: str, deadline: float) -> None:
         while True:
             self._check_usable()
-            if (node_id in self._voters) == (op == "add"):
+            if self._membership_done(op, node_id):
                 return
             fut = _Proposed([], deadline, retry=False)
 
@@ -702,7 +745,7 @@ class RaftReplicator:
                     self._add_waiter(result.index, result.term, [(fut, 0, 0)], fut.deadline)
                 elif isinstance(result, Refused) and (
                     "already" in result.reason or " not a voter" in result.reason
-                ):
+                ):  # done already (a voter asked to be a learner stays a voter)
                     fut.set_result([])
                 else:
                     fut.set_exception(_Retry())
@@ -710,7 +753,7 @@ class RaftReplicator:
             self._call_in_loop(propose)
             try:
                 _wait(fut, deadline - time.monotonic(), f"membership change ({op} {node_id})")
-                if fut.index or (node_id in self._voters) == (op == "add"):
+                if fut.index or self._membership_done(op, node_id):
                     return
             except _Retry:
                 pass
@@ -801,6 +844,7 @@ class RaftReplicator:
         self._term = node.term
         self._leader = node.leader_id
         self._voters = node.voters
+        self._learners = node.learners
         role = node.role
         if role != self._role:
             was_leader = self._role == Role.LEADER
@@ -830,6 +874,24 @@ class RaftReplicator:
         self._merge_replicated(addresses)
         if not at_start or self.store.last_applied < snap.meta.index:
             self.store.restore(store_data, snap.meta.index)
+
+    def _bootstrap_alone(self) -> None:
+        """The first configuration of a lone server: a snapshot at index 1 (term 1) of what
+        its store holds, so a store written without Raft keeps its state and servers that
+        join later receive it (an index-0 configuration would send them only the log)."""
+        storage = self._storage
+        assert storage is not None
+        index = max(1, self.store.last_applied)
+        self._merge_replicated(self.bootstrap)
+        data = pack_snapshot(dict(self._replicated_addrs), self.store.snapshot())
+        storage.save_snapshot(Snapshot(SnapshotMeta(index, 1, (self.id,)), data))
+        self.store.apply_batch([], last_index=index)
+        log.info(
+            "raft: %s starts a Raft group with itself as the only voter; what its store holds "
+            "(%d jobs) is the first snapshot, from which servers that join catch up",
+            self.id,
+            len(self.store.job_names()),
+        )
 
     def _storage_is_empty(self) -> bool:
         assert self._storage is not None
@@ -1420,17 +1482,20 @@ class RaftReplicator:
         if self._failed is not None or self._stop.is_set():
             return
         if self.is_leader():
+            members = {*self._voters, *self._learners}
             missing = {
                 n: a
                 for n, a in self._local_addrs.items()
-                if n in self._voters and n not in self._replicated_addrs
+                if n in members and n not in self._replicated_addrs
             }
             if self._replicated_addrs.get(self.id) != self.rpc_addr:
                 missing[self.id] = self.rpc_addr
             if missing:
                 self.submit([addresses_command(missing)], timeout=2.0)
             return
-        if self.id not in self._voters or self._replicated_addrs.get(self.id) == self.rpc_addr:
+        if self._replicated_addrs.get(self.id) == self.rpc_addr or (
+            self.id not in self._voters and self.id not in self._learners
+        ):
             return
         command = [addresses_command({self.id: self.rpc_addr})]
         targets = [self.leader_addr()] if self.leader_addr() else []

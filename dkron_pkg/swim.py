@@ -20,7 +20,9 @@ randomness; this core only reacts to what it is given:
     ``dropped_replay``: replayed, outside the time window or addressed to another node;
     ``dropped_decode``: garbled or absurd; ``dropped_invalid``: inconsistent with its
     envelope, or absurd messages handed to ``receive_messages``); ``drain_refusals()`` gives
-    one line for each. Nothing raises, whatever the
+    one line for each, and ``key_refusals`` counts the packets refused for the key by source
+    (``host:port`` for UDP, ``host`` for TCP, whose source port says nothing): ``[count,
+    last now, last reason]``, the ``KEY_SOURCES`` most recent sources. Nothing raises, whatever the
     bytes. ``receive_messages(now, msgs)`` takes messages decoded elsewhere (checked the same
     way); ``admit(now, envelope)`` tells whether a keyed packet would be refused as a replay
     (so a TCP frame can be refused from its head).
@@ -99,6 +101,8 @@ from .swim_profiles import LAN, Profile
 from .swim_replay import ReplayGuard, Stamp
 
 __all__ = ["DecodeError", "Member", "MemberEvent", "Outgoing", "SwimNode"]
+
+KEY_SOURCES = 32  # sources of packets refused for the key that are remembered
 
 
 @functools.lru_cache(maxsize=65536)
@@ -261,6 +265,7 @@ class SwimNode:
             self._envelope_base = wire.TAG_LEN + 2 + len(name.encode()) + 24
         self._refusals: list[str] = []
         self._refusals_dropped = 0
+        self.key_refusals: dict[str, list] = {}
         self.incarnation = 0
         self.clock = 0  # Lamport clock of membership intents
         self.awareness = 0  # Lifeguard local health score, 0 = healthy
@@ -543,15 +548,34 @@ class SwimNode:
 
     def note_refusal(self, kind: str, from_addr: tuple[str, int] | None, reason: str) -> None:
         """Count and explain a packet the driver refused itself (a bad TCP frame)."""
-        self._refuse(kind, from_addr, reason)
+        self._refuse(kind, from_addr, reason, source=from_addr[0] if from_addr else None)
 
-    def _refuse(self, kind: str, from_addr: tuple[str, int] | None, reason: str) -> None:
+    def _refuse(
+        self,
+        kind: str,
+        from_addr: tuple[str, int] | None,
+        reason: str,
+        source: str | None = None,
+    ) -> None:
         self.stats[kind] = self.stats.get(kind, 0) + 1
+        if kind == "dropped_auth" and from_addr:
+            self._count_key_refusal(source or f"{from_addr[0]}:{from_addr[1]}", reason)
         if len(self._refusals) >= 64:
             self._refusals_dropped += 1
             return
         where = f" from {from_addr[0]}:{from_addr[1]}" if from_addr else ""
         self._refusals.append(f"gossip packet{where} refused: {reason}")
+
+    def _count_key_refusal(self, source: str, reason: str) -> None:
+        """Per source, so an operator can be told which node gossips under another key."""
+        entry = self.key_refusals.get(source)
+        if entry is None:
+            if len(self.key_refusals) >= KEY_SOURCES:
+                oldest = min(self.key_refusals, key=lambda s: self.key_refusals[s][1])
+                del self.key_refusals[oldest]
+            entry = self.key_refusals[source] = [0, self._now, reason]
+        entry[0] += 1
+        entry[1], entry[2] = self._now, reason
 
     @staticmethod
     def _stamp(env: wire.Envelope) -> Stamp:

@@ -234,6 +234,12 @@ class GossipTransport:
             out["tcp_open"] = len(self._inbound)
             return out
 
+    def key_refusals(self) -> dict[str, tuple[int, float, str]]:
+        """Packets refused for the cluster key, by source: (count, last time, last reason)."""
+        with self._lock:
+            found = self._core.key_refusals if self._core else {}
+            return {src: (n, when, why) for src, (n, when, why) in found.items()}
+
     # ------------------------------------------------------------------ sockets
 
     def _bind(self) -> None:

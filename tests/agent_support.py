@@ -249,3 +249,13 @@ class AgentProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(timeout=10)
+
+
+def stop_together(nodes: list[AgentProcess | None]) -> None:
+    """SIGTERM every running node at once, then wait for each (a cluster's teardown takes as
+    long as its slowest node, not the sum)."""
+    running = [n for n in nodes if n is not None and n.proc is not None and n.proc.poll() is None]
+    for node in running:
+        node.signal(signal.SIGTERM)
+    for node in running:
+        node.stop()

@@ -739,19 +739,26 @@ class Simulation:
         if leader is None:
             return
         raft = self.nodes[leader].raft
-        voters = list(raft.voters)
-        if len(voters) < 5 and (len(voters) <= 3 or self.rng.random() < 0.5):
+        voters, learners = list(raft.voters), list(raft.learners)
+        if learners and self.rng.random() < 0.4:
+            # A learner that has (or has not yet) caught up becomes a voter.
+            result = raft.propose_conf_change(ConfChange("add", self.rng.choice(learners)))
+            if isinstance(result, Proposal):
+                self.stats["learners_promoted"] += 1
+        elif len(voters) < 5 and (len(voters) <= 3 or self.rng.random() < 0.5):
             new_id = f"n{self.next_node}"
-            result = raft.propose_conf_change(ConfChange("add", new_id))
+            op = "add_learner" if self.rng.random() < 0.5 else "add"
+            result = raft.propose_conf_change(ConfChange(op, new_id))
             if isinstance(result, Proposal):
                 self.stats["members_added"] += 1
+                self.stats["learners_added"] += op == "add_learner"
                 self.next_node += 1
                 node = SimNode(new_id, [], self)
                 self.nodes[new_id] = node
                 node.start()
                 self.at(self.now + 1, "tick", new_id)
         else:
-            victim = self.rng.choice(voters)
+            victim = self.rng.choice(voters + learners)
             result = raft.propose_conf_change(ConfChange("remove", victim))
             if isinstance(result, Proposal):
                 self.stats["members_removed"] += 1
@@ -770,7 +777,7 @@ class Simulation:
         held = raft.term_at(index)
         if held is not None and held != term:
             return  # the removal never committed: it was replaced
-        if raft.commit_index >= index and node_id not in raft.voters:
+        if raft.commit_index >= index and node_id not in (*raft.voters, *raft.learners):
             self.nodes[node_id].retired = True
             self.nodes[node_id].crash()
         else:

@@ -35,7 +35,8 @@ def finished(client, name, count=1):
 
 def test_health_status_and_common_headers(node):
     r = node.get("/health")
-    assert r.status == 200 and r.json() == {"status": "healthy", "security": "key"}
+    assert r.status == 200
+    assert r.json() == {"status": "healthy", "security": "key", "problems": []}
     assert r.headers["X-Whom"] == "node1"
     assert "Access-Control-Allow-Origin" not in r.headers  # only for listed origins
     r = node.get("/v1/")

@@ -78,6 +78,8 @@ OUR_KEYS = [
     "rpc-tls-ca",
     "encrypt-file",
     "dev-insecure",
+    "dead-server-cleanup",
+    "raft-max-voters",
 ]
 
 

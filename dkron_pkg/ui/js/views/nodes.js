@@ -1,7 +1,51 @@
-// Nodes: cluster members with status, role, tags and which one leads.
+// Nodes: cluster members with status, role, Raft membership, tags and which one leads; above
+// them, the misconfigurations this server has noticed (from /health's "problems").
 
-import { ApiError, get } from "../api.js";
+import { ApiError, get, getToken } from "../api.js";
 import { badge, chips, h, rerender, tableWrap } from "../dom.js";
+
+const HEALTH_URL = new URL("../health", window.location.href);
+
+/** This server's problems ({kind, message}); none when /health cannot be read. */
+async function problems() {
+  try {
+    const headers = { Accept: "application/json" };
+    const token = getToken();
+    if (token) headers.Authorization = `Bearer ${token}`; // the details need it, when one is set
+    const response = await fetch(HEALTH_URL, { headers });
+    const body = response.ok ? await response.json() : {};
+    return Array.isArray(body.problems) ? body.problems : [];
+  } catch {
+    return [];
+  }
+}
+
+/** {name: "voter" | "non-voter"} from /raft/peers (empty when the API has none). */
+async function raftRoles() {
+  try {
+    const { data } = await get("/raft/peers");
+    const roles = {};
+    for (const peer of Array.isArray(data) ? data : []) roles[peer.id] = peer.voter ? "voter" : "non-voter";
+    return roles;
+  } catch (err) {
+    if (err instanceof ApiError) return {};
+    throw err;
+  }
+}
+
+function problemList(found) {
+  if (!found.length) return null;
+  return h(
+    "section",
+    { class: "problems", id: "problems", role: "region", "aria-label": "Problems" },
+    h("h2", {}, `Problems (${found.length})`),
+    h(
+      "ul",
+      {},
+      found.map((p) => h("li", { dataset: { kind: p.kind } }, badge(p.kind, "problem"), " ", p.message)),
+    ),
+  );
+}
 
 const STATUS_NAMES = ["none", "alive", "leaving", "left", "failed"];
 
@@ -16,7 +60,7 @@ export async function renderNodes(ctx) {
   const body = h("div");
   ctx.main.append(h("h1", {}, "Nodes"), body);
   const draw = async () => {
-    const [{ data: members }, leader] = await Promise.all([
+    const [{ data: members }, leader, found, roles] = await Promise.all([
       get("/members"),
       get("/leader").then(
         (r) => (r.data && r.data.Name) || "",
@@ -25,6 +69,8 @@ export async function renderNodes(ctx) {
           throw err;
         },
       ),
+      problems(),
+      raftRoles(),
     ]);
     if (!ctx.alive()) return;
     const list = Array.isArray(members) ? members : [];
@@ -32,6 +78,7 @@ export async function renderNodes(ctx) {
       h(
         "div",
         {},
+        problemList(found),
         h("p", {}, `${list.length} member${list.length === 1 ? "" : "s"}; leader: `, h("strong", {}, leader || "none")),
         tableWrap(
           h(
@@ -40,7 +87,11 @@ export async function renderNodes(ctx) {
             h(
               "thead",
               {},
-              h("tr", {}, ["Name", "Address", "Status", "Role", "Tags"].map((t) => h("th", { scope: "col" }, t))),
+              h(
+                "tr",
+                {},
+                ["Name", "Address", "Status", "Role", "Raft", "Tags"].map((t) => h("th", { scope: "col" }, t)),
+              ),
             ),
             h(
               "tbody",
@@ -55,6 +106,7 @@ export async function renderNodes(ctx) {
                   h("td", { "data-label": "Address" }, `${m.Addr || ""}${m.Port ? `:${m.Port}` : ""}`),
                   h("td", { "data-label": "Status" }, badge(status, status)),
                   h("td", { "data-label": "Role" }, tags.server === "true" ? "server" : "agent"),
+                  h("td", { "data-label": "Raft" }, roles[m.Name] || (tags.server === "true" ? "not a member" : "—")),
                   h("td", { "data-label": "Tags" }, chips(tags)),
                 );
               }),
