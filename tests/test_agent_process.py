@@ -38,6 +38,12 @@ def test_run_interrupted_by_kill_9_is_failed_after_restart_and_does_not_block(tm
     node.kill9()
     node.start()
     try:
+        # The restarted node fails its interrupted run as soon as it leads again.
+        c.wait_for(
+            lambda: (
+                not c.get("/v1/jobs/stuck/executions").json()[0]["finished_at"].startswith("0001")
+            )
+        )
         exs = c.get("/v1/jobs/stuck/executions").json()
         assert len(exs) == 1
         assert exs[0]["success"] is False
