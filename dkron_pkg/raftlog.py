@@ -498,7 +498,10 @@ class RaftNode:
                 return
         if self.now >= self._heartbeat_due:
             self._heartbeat_due = self.now + self.cfg.heartbeat_ms
-            self._broadcast_heartbeat()
+            # While reads wait, the periodic heartbeat repeats the newest read's sequence: it
+            # is sent after every waiting read began, so its answers confirm them all, even
+            # when the read's own heartbeats were lost.
+            self._broadcast_heartbeat(self._hb_seq if self._pending_reads else 0)
             for peer, pr in self._progress.items():
                 if pr.state == _Progress.PROBE:
                     pr.probe_sent = 0
@@ -984,11 +987,17 @@ class RaftNode:
     # ----- linearizable reads -------------------------------------------------------------------
 
     def _start_read(self, context: bytes) -> None:
+        # The read point is the end of the leader's log, not its commit index: followers
+        # commit entries of this term from each other's PeerAcks before the leader hears of
+        # them, and a write they acknowledged that way must be seen. Every entry committed
+        # before the read began is in this log (leader completeness; in this term only this
+        # leader makes entries), so its end holds them all. Reading waits for it to commit.
+        index = self.last_index
         if len(self.voters) == 1 and self.voters[0] == self.id:
-            self._read_states.append(ReadState(self.commit_index, context))
+            self._read_states.append(ReadState(index, context))
             return
         self._hb_seq += 1
-        self._pending_reads.append(_PendingRead(context, self.commit_index, self._hb_seq))
+        self._pending_reads.append(_PendingRead(context, index, self._hb_seq))
         self._broadcast_heartbeat(self._hb_seq)
 
     def _release_reads(self) -> None:

@@ -1,0 +1,141 @@
+"""The Raft driver's linearizable read points: ReadIndex rounds, batched (`read_rounds`).
+
+A read asks `join()` for a Future of a read index: an index such that a store that has applied
+it holds every write acknowledged before the read began. On the leader a round is one
+`RaftNode.read_index` call on the Raft loop (one heartbeat broadcast, answered once a quorum
+confirms the leadership); on a follower it is one "raft.read_index" request to the leader,
+which joins the leader's own rounds. Reads that arrive while a round is in flight share the
+next one, so the number of rounds per second stays bounded by round trips, not by readers.
+
+A failed round (leadership lost, the leader unreachable, no answer within `round_limit_s`)
+fails its reads with `ReadRetry`; reads have no effect, so the caller simply asks again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from .raftlog import NotLeader, RaftNode
+from .read_rounds import ReadRounds
+from .rpc import RpcClient, RpcError
+
+__all__ = ["ReadIndexer", "ReadRetry"]
+
+# (this node leads, the leader's id, the leader's RPC address) as the driver last published it
+Leadership = Callable[[], tuple[bool, str | None, str | None]]
+
+
+class ReadRetry(Exception):
+    """No read index this time (no leader, leadership lost, the leader could not be asked)."""
+
+
+class ReadIndexer:
+    """Batched ReadIndex rounds for one Raft driver; see the module docstring.
+
+    Thread use: `join` and `expire` from any thread; `on_read_state` and `on_leadership_lost`
+    on the Raft loop (between `ready()` and `advance()` is fine: they never touch the core).
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        rpc: RpcClient,
+        call_in_loop: Callable[[Callable[[RaftNode], None]], None],
+        leadership: Leadership,
+        round_limit_s: float,
+    ) -> None:
+        self.id = node_id
+        self.rpc = rpc
+        self.round_limit_s = round_limit_s
+        self._call_in_loop = call_in_loop
+        self._leadership = leadership
+        self._lock = threading.Lock()
+        self._rounds: ReadRounds[Future] = ReadRounds()
+        self._contexts: dict[bytes, int] = {}  # leader rounds awaiting their ReadState (loop)
+        self.reads = 0
+        self.rounds = 0
+
+    def join(self) -> Future:
+        """A Future of a read index for a read that begins now (ReadRetry when it fails)."""
+        fut: Future = Future()
+        with self._lock:
+            self.reads += 1
+            round_id = self._rounds.add(fut, time.monotonic())
+        if round_id is not None:
+            self._start(round_id)
+        return fut
+
+    def expire(self) -> None:
+        """Give up the round in flight if it has waited longer than `round_limit_s`."""
+        with self._lock:
+            round_id = self._rounds.overdue(time.monotonic(), self.round_limit_s)
+        if round_id is not None:
+            self._end(round_id, ReadRetry("raft: no read index within the round limit"))
+
+    def on_read_state(self, context: bytes, index: int) -> None:
+        round_id = self._contexts.pop(context, None)
+        if round_id is not None:
+            self._end(round_id, index)
+
+    def on_leadership_lost(self) -> None:
+        rounds, self._contexts = list(self._contexts.values()), {}
+        for round_id in rounds:
+            self._end(round_id, ReadRetry("raft: this server lost the leadership"))
+
+    def close(self) -> None:
+        with self._lock:
+            waiting = self._rounds.clear()
+        for fut in waiting:
+            _settle(fut, ReadRetry("raft: node is shutting down"))
+
+    # ----- rounds -------------------------------------------------------------------------------
+
+    def _start(self, round_id: int) -> None:
+        self.rounds += 1
+        leading, leader, addr = self._leadership()
+        if leading:
+            self._call_in_loop(lambda node: self._start_on_core(node, round_id))
+            return
+        if addr is None or leader in (None, self.id):
+            self._end(round_id, ReadRetry("raft: no leader known"))
+            return
+        asked = self.rpc.call_async(addr, "raft.read_index", {})
+        asked.add_done_callback(lambda f: self._end(round_id, _index_from(f, addr)))
+
+    def _start_on_core(self, node: RaftNode, round_id: int) -> None:
+        context = b"read:%d" % round_id
+        if isinstance(node.read_index(context), NotLeader):
+            self._end(round_id, ReadRetry("raft: this server no longer leads"))
+        else:
+            self._contexts[context] = round_id
+
+    def _end(self, round_id: int, outcome: int | ReadRetry) -> None:
+        with self._lock:
+            done, following = self._rounds.finish(round_id, time.monotonic())
+        for fut in done:
+            _settle(fut, outcome)
+        if following is not None:
+            self._start(following)
+
+
+def _index_from(answer: Future, addr: str) -> int | ReadRetry:
+    try:
+        reply: Any = answer.result()
+    except RpcError as exc:
+        return ReadRetry(f"raft: read index from the leader at {addr} failed: {exc}")
+    if isinstance(reply, dict) and isinstance(reply.get("index"), int):
+        return reply["index"]
+    return ReadRetry(f"raft: {addr} is no longer the leader")
+
+
+def _settle(fut: Future, outcome: int | ReadRetry) -> None:
+    if fut.done():
+        return
+    if isinstance(outcome, ReadRetry):
+        fut.set_exception(outcome)
+    else:
+        fut.set_result(outcome)
