@@ -688,6 +688,7 @@ class Agent:
         return crontab_bridge.crontab_import(self, text, dialect, user, apply, source)
 
     def debug_vars(self) -> dict:
+        replicator = self.cluster.replicator if self.cluster is not None else None
         return {
             "node": self.node_name,
             "scheduler_started": 0 if self._stopping.is_set() else 1,
@@ -696,6 +697,7 @@ class Agent:
             "running": self.runner.running_count(),
             "security": self.security_mode,
             "rpc_refused": dict(rpc.DROPPED),
+            "linearizable_reads": replicator.read_stats() if replicator is not None else {},
         }
 
 

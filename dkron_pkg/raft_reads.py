@@ -3,8 +3,10 @@
 A read asks `join()` for a Future of a read index: an index such that a store that has applied
 it holds every write acknowledged before the read began. On the leader a round is one
 `RaftNode.read_index` call on the Raft loop (one heartbeat broadcast, answered once a quorum
-confirms the leadership); on a follower it is one "raft.read_index" request to the leader,
-which joins the leader's own rounds. Reads that arrive while a round is in flight share the
+confirms the leadership). On a follower it is one "raft.read_index" request to the leader
+carrying the follower's term, read when the round starts: the leader passes it to its core as
+`via`, where it counts as one confirmation, so with three voters the leader answers at once,
+without a heartbeat round (`serve`). Reads that arrive while a round is in flight share the
 next one, so the number of rounds per second stays bounded by round trips, not by readers.
 
 A failed round (leadership lost, the leader unreachable, no answer within `round_limit_s`)
@@ -46,6 +48,7 @@ class ReadIndexer:
         rpc: RpcClient,
         call_in_loop: Callable[[Callable[[RaftNode], None]], None],
         leadership: Leadership,
+        term_now: Callable[[], int],
         round_limit_s: float,
     ) -> None:
         self.id = node_id
@@ -53,9 +56,12 @@ class ReadIndexer:
         self.round_limit_s = round_limit_s
         self._call_in_loop = call_in_loop
         self._leadership = leadership
+        self._term_now = term_now
+        self._served = 0
         self._lock = threading.Lock()
         self._rounds: ReadRounds[Future] = ReadRounds()
-        self._contexts: dict[bytes, int] = {}  # leader rounds awaiting their ReadState (loop)
+        # Awaiting their ReadState (Raft loop only): own rounds by id, followers' requests.
+        self._contexts: dict[bytes, int | Future] = {}
         self.reads = 0
         self.rounds = 0
 
@@ -69,6 +75,13 @@ class ReadIndexer:
             self._start(round_id)
         return fut
 
+    def serve(self, via: str, via_term: int) -> Future:
+        """A follower's request on the leader: a Future of a read index confirmed by this
+        leader's core with the follower's word (`RaftNode.read_index(via=...)`)."""
+        fut: Future = Future()
+        self._call_in_loop(lambda node: self._serve_on_core(node, fut, via, via_term))
+        return fut
+
     def expire(self) -> None:
         """Give up the round in flight if it has waited longer than `round_limit_s`."""
         with self._lock:
@@ -77,14 +90,20 @@ class ReadIndexer:
             self._end(round_id, ReadRetry("raft: no read index within the round limit"))
 
     def on_read_state(self, context: bytes, index: int) -> None:
-        round_id = self._contexts.pop(context, None)
-        if round_id is not None:
-            self._end(round_id, index)
+        waiter = self._contexts.pop(context, None)
+        if isinstance(waiter, int):
+            self._end(waiter, index)
+        elif waiter is not None:
+            _settle(waiter, index)
 
     def on_leadership_lost(self) -> None:
-        rounds, self._contexts = list(self._contexts.values()), {}
-        for round_id in rounds:
-            self._end(round_id, ReadRetry("raft: this server lost the leadership"))
+        waiters, self._contexts = list(self._contexts.values()), {}
+        lost = ReadRetry("raft: this server lost the leadership")
+        for waiter in waiters:
+            if isinstance(waiter, int):
+                self._end(waiter, lost)
+            else:
+                _settle(waiter, lost)
 
     def close(self) -> None:
         with self._lock:
@@ -103,7 +122,8 @@ class ReadIndexer:
         if addr is None or leader in (None, self.id):
             self._end(round_id, ReadRetry("raft: no leader known"))
             return
-        asked = self.rpc.call_async(addr, "raft.read_index", {})
+        args = {"id": self.id, "term": self._term_now()}  # read now: after the reads began
+        asked = self.rpc.call_async(addr, "raft.read_index", args)
         asked.add_done_callback(lambda f: self._end(round_id, _index_from(f, addr)))
 
     def _start_on_core(self, node: RaftNode, round_id: int) -> None:
@@ -112,6 +132,14 @@ class ReadIndexer:
             self._end(round_id, ReadRetry("raft: this server no longer leads"))
         else:
             self._contexts[context] = round_id
+
+    def _serve_on_core(self, node: RaftNode, fut: Future, via: str, via_term: int) -> None:
+        self._served += 1
+        context = b"via:%d" % self._served
+        if isinstance(node.read_index(context, via, via_term), NotLeader):
+            _settle(fut, ReadRetry("raft: this server no longer leads"))
+        else:
+            self._contexts[context] = fut
 
     def _end(self, round_id: int, outcome: int | ReadRetry) -> None:
         with self._lock:

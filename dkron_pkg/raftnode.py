@@ -236,6 +236,7 @@ class RaftReplicator:
             rpc_client,
             self._call_in_loop,
             lambda: (self._role == Role.LEADER, self._leader, self.leader_addr()),
+            self._core_term,
             self.config.election_timeout_max_ms / 1000,
         )
         self._applied = 0
@@ -422,7 +423,7 @@ class RaftReplicator:
             hops, early = int(args.get("hops", 0)), bool(args.get("early"))
             return self._serve_forwarded_submit(commands, timeout, hops, early)
         if method == "raft.read_index":
-            return self._serve_read_index()
+            return self._serve_read_index(args)
         if method == "raft.add_server":
             node, addr = args.get("id"), args.get("address")
             if not isinstance(node, str) or not isinstance(addr, str):
@@ -618,6 +619,10 @@ class RaftReplicator:
                 time.sleep(RETRY_PAUSE_S)
         raise NotLeaderError(self._no_leader_message(timeout))
 
+    def read_stats(self) -> dict[str, int]:
+        """Linearizable reads asked of this node and the ReadIndex rounds that served them."""
+        return {"reads": self._reads.reads, "rounds": self._reads.rounds}
+
     def _await_read_index(self, fut: Future, deadline: float) -> int:
         while True:
             remaining = deadline - time.monotonic()
@@ -628,9 +633,11 @@ class RaftReplicator:
             except TimeoutError:
                 self._reads.expire()  # a round whose request or answer was lost
 
-    def _serve_read_index(self) -> Future | dict:
-        """ "raft.read_index", a follower's read on the leader: joins the leader's next round.
-        Never blocks (it runs on the RPC connection's reader thread)."""
+    def _serve_read_index(self, args: dict) -> Future | dict:
+        """ "raft.read_index", a follower's round of reads on the leader: confirmed by the core
+        with the follower's term (see raft_reads), or, from a follower that sends none (an
+        older version), in the leader's next round. Never blocks (it runs on the RPC
+        connection's reader thread)."""
         if not self.is_leader():
             return {"not_leader": self._leader}
         # The read point may be beyond the commit index the follower knows: tell it commits
@@ -644,8 +651,18 @@ class RaftReplicator:
             except ReadRetry:
                 answer.set_result({"not_leader": self._leader})
 
-        self._reads.join().add_done_callback(settle)
+        via, via_term = args.get("id"), args.get("term")
+        if isinstance(via, str) and isinstance(via_term, int):
+            self._reads.serve(via, via_term).add_done_callback(settle)
+        else:
+            self._reads.join().add_done_callback(settle)
         return answer
+
+    def _core_term(self) -> int:
+        """The core's term now (one attribute read, atomic; the published `_term` may lag the
+        core by a loop round, and a follower must not claim a term it has already left)."""
+        node = self._node
+        return node.term if node is not None else 0
 
     # ----- membership -------------------------------------------------------------------------
 

@@ -14,8 +14,10 @@ and the servers do what the driver (raftnode) does: a follower forwards a write 
 answers it once it has applied it itself (so followers' commits from PeerAcks are acknowledged to
 clients), and every read waits for a read index from batched ReadIndex rounds (`ReadRounds`, the
 driver's own batching): on the leader a round is one `RaftNode.read_index`, on a follower one
-request to the leader, which joins the leader's rounds; the read is answered from the server's
-own state machine once that has applied the index. Requests between servers travel the same
+request to the leader carrying the follower's term, which the leader's core counts as a
+confirmation (`read_index(via=...)`), or, as from a follower of the previous version, without
+it (the leader then puts it in its own next round); the read is answered from the server's own
+state machine once that has applied the index. Requests between servers travel the same
 hostile network (delayed, dropped, cut by partitions; never duplicated, as over TCP), and a
 round without an answer is given up after the driver's limit (the longest election timeout).
 `unsafe_follower_local_reads` makes followers answer reads from their state machine at once,
@@ -250,9 +252,10 @@ class SimNode:
         # The driver's read path: batched rounds, leader rounds awaiting their ReadState by
         # context, rounds answered in the Ready being handled. A restart is a new process.
         self.incarnation = 0
+        self.served = 0
         self.rounds: ReadRounds[tuple] = ReadRounds()
-        self.round_ctx: dict[bytes, int] = {}
-        self.answered_rounds: list[tuple[int, int]] = []
+        self.round_ctx: dict[bytes, int | tuple] = {}  # own rounds; followers' requests
+        self.answered_rounds: list[tuple[int | tuple, int]] = []
 
     def start(self) -> None:
         state = self.storage.load()
@@ -265,6 +268,7 @@ class SimNode:
         self.pending = {}
         self.reads = {}
         self.incarnation += 1
+        self.served = 0
         self.rounds = ReadRounds()
         self.round_ctx = {}
         self.answered_rounds = []
@@ -509,9 +513,9 @@ class Simulation:
                     self.answer(pending, result, entry)
         for rs in rd.read_states:
             self.read_log.append((node.id, rs))
-            round_id = node.round_ctx.pop(rs.context, None)
-            if round_id is not None:
-                node.answered_rounds.append((round_id, rs.index))
+            waiter = node.round_ctx.pop(rs.context, None)
+            if waiter is not None:
+                node.answered_rounds.append((waiter, rs.index))
 
     def after_advance(self, node: SimNode) -> None:
         raft = node.raft
@@ -712,13 +716,23 @@ class Simulation:
         if pending is not None:
             self.fail_request(pending)
 
-    def _rpc_read(self, node: SimNode, src: str, data: tuple[int, int]) -> None:
-        """A follower's round on the leader ("raft.read_index"): it joins the next round."""
-        incarnation, round_id = data
+    def _rpc_read(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
+        """A follower's round on the leader ("raft.read_index"): confirmed with the follower's
+        term, or, without one, in the leader's next round."""
+        incarnation, round_id, term = data
         if node.raft.role != Role.LEADER:
             self.send_rpc(node.id, src, "read_reply", (incarnation, round_id, None))
             return
-        self.join_read(node, ("server", src, incarnation, round_id))
+        member = ("server", src, incarnation, round_id)
+        if term is None:
+            self.join_read(node, member)
+            return
+        node.served += 1
+        context = b"via:%d" % node.served
+        if isinstance(node.raft.read_index(context, src, term), NotLeader):
+            self.send_rpc(node.id, src, "read_reply", (incarnation, round_id, None))
+        else:
+            node.round_ctx[context] = member
 
     def _rpc_read_reply(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
         incarnation, round_id, index = data
@@ -748,7 +762,8 @@ class Simulation:
         if leader not in self.nodes or leader == node.id:
             self.end_round(node, round_id, None)
             return
-        self.send_rpc(node.id, leader, "read", (node.incarnation, round_id))
+        term = raft.term if self.rng.random() < 0.8 else None
+        self.send_rpc(node.id, leader, "read", (node.incarnation, round_id, term))
 
     def end_round(self, node: SimNode, round_id: int, index: int | None) -> None:
         done, following = node.rounds.finish(round_id, self.now)
@@ -781,12 +796,15 @@ class Simulation:
         """After a Ready: rounds it answered end; a server that no longer leads fails its
         rounds (the core dropped them); reads whose index is applied are answered."""
         answered, node.answered_rounds = node.answered_rounds, []
-        for round_id, index in answered:
-            self.end_round(node, round_id, index)
         if node.round_ctx and node.raft.role != Role.LEADER:
-            lost, node.round_ctx = list(node.round_ctx.values()), {}
-            for round_id in lost:
-                self.end_round(node, round_id, None)
+            answered += [(waiter, None) for waiter in node.round_ctx.values()]
+            node.round_ctx = {}
+        for waiter, index in answered:
+            if isinstance(waiter, int):
+                self.end_round(node, waiter, index)
+            else:
+                _, follower, incarnation, their_round = waiter
+                self.send_rpc(node.id, follower, "read_reply", (incarnation, their_round, index))
         self.serve_reads(node)
 
     def serve_reads(self, node: SimNode) -> None:

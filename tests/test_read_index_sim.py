@@ -54,6 +54,59 @@ def test_the_read_point_holds_a_write_followers_committed_without_the_leader() -
     assert points and points[0] >= proposal.index
 
 
+def settled_cluster(voters: int) -> tuple[Cluster, str, list[str]]:
+    cluster = Cluster(voters)
+    cluster.tick(400)
+    leader = cluster.current_leader()
+    assert leader is not None
+    cluster.tick(60)
+    return cluster, leader, [n for n in cluster.nodes if n != leader]
+
+
+def read_points(cluster: Cluster, context: bytes) -> list[int]:
+    return [rs.index for _, rs in cluster.read_log if rs.context == context]
+
+
+def test_a_followers_request_confirms_a_read_of_three_voters_at_once() -> None:
+    """The follower asking in the leader's term is the second of three voters: no heartbeat
+    round (the leader is cut off from everyone, so none could complete)."""
+    cluster, leader, followers = settled_cluster(3)
+    for peer in followers:
+        cluster.blocked.update({(leader, peer), (peer, leader)})
+    raft = cluster.raft(leader)
+    assert raft.read_index(b"via", followers[0], raft.term) is None
+    cluster.process(cluster.nodes[leader])
+    assert read_points(cluster, b"via") == [raft.last_index]
+
+
+def test_a_follower_in_a_later_term_confirms_nothing() -> None:
+    """A follower that has moved to a later term may have voted a new leader in: the deposed
+    leader, cut off, never answers its request."""
+    cluster, leader, followers = settled_cluster(3)
+    for peer in followers:
+        cluster.blocked.update({(leader, peer), (peer, leader)})
+    raft = cluster.raft(leader)
+    assert raft.read_index(b"later", followers[0], raft.term + 1) is None
+    cluster.process(cluster.nodes[leader])
+    cluster.tick(100)
+    assert read_points(cluster, b"later") == []
+
+
+def test_with_five_voters_a_followers_request_still_needs_a_heartbeat_round() -> None:
+    cluster, leader, followers = settled_cluster(5)
+    raft = cluster.raft(leader)
+    cut = followers[1:]
+    for peer in cut:
+        cluster.blocked.update({(leader, peer), (peer, leader)})
+    raft.read_index(b"five", followers[0], raft.term)
+    cluster.process(cluster.nodes[leader])
+    cluster.deliver()
+    assert read_points(cluster, b"five") == []  # leader + the asking follower: 2 of 5
+    cluster.blocked.difference_update({(leader, cut[0]), (cut[0], leader)})
+    cluster.tick(60)  # the next heartbeat repeats the read's round to the healed follower
+    assert read_points(cluster, b"five") == [raft.last_index]
+
+
 def test_reads_and_writes_through_any_server_are_linearizable() -> None:
     stats: Counter[str] = Counter()
     for seed in SWEEP_SEEDS:
