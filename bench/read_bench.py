@@ -151,7 +151,7 @@ class Etcd:
                         "new",
                         "--log-level",
                         "warn",
-                    ],  # fmt: skip
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
