@@ -541,6 +541,7 @@ class Api:
         return Response(200, {"description": schedule.describe(), "next": times})
 
     def _crontab_plan(self, req: Request, apply: bool) -> Response:
+        self._read_point(req)  # the plan compares the crontab with the jobs as they are
         text = req.body.decode("utf-8", "replace")
         result = self.backend.crontab_import(
             text,

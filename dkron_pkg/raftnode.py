@@ -21,6 +21,10 @@ went once the entry's appends are on their way; the follower then applies the en
 answers from its own store. It learns the commit from the other followers' PeerAcks (raftlog)
 or, when those are no quorum with it, from a notice the leader sends once per commit index.
 
+Reads: `barrier()` returns once this node's store holds every write acknowledged before the
+call, by any server: a read index from batched ReadIndex rounds (raft_reads; on a follower one
+"raft.read_index" request to the leader per round), then a wait until it is applied here.
+
 Entries: a DATA entry is a JSON list of commands. Commands whose op starts with "raft." are the
 driver's own (today only `raft.addresses`, the replicated node-id -> RPC address map, see
 raft_envelope); all others go to `store.apply_batch(commands, last_index=index)`. Entries at or

@@ -177,3 +177,22 @@ def test_a_server_without_a_leader_answers_503_unless_the_read_is_stale(tmp_path
         assert status == 400 and b"stale" in body
     finally:
         kill_all(nodes)
+
+
+def test_every_server_shows_a_run_of_another_server_in_busy(tmp_path):
+    nodes = start_cluster(tmp_path)
+    try:
+        leader = leader_node(nodes)
+        job = shell_job("long-on-leader", "sleep 30", tags={"node": f"{leader.node}:1"})
+        assert call(leader, "POST", "/v1/jobs", job)[0] == 201
+        assert call(leader, "POST", "/v1/jobs/long-on-leader/run")[0] == 202
+        for node in nodes:
+            runs = node.client.wait_for(
+                lambda n=node: [
+                    e for e in n.client.get("/v1/busy").json() if e["job_name"] == "long-on-leader"
+                ],
+                timeout=20,
+            )
+            assert runs[0]["node_name"] == leader.node
+    finally:
+        kill_all(nodes)
