@@ -1,12 +1,16 @@
 """The Raft driver's linearizable read points: ReadIndex rounds, batched (`read_rounds`).
 
 A read asks `join()` for a Future of a read index: an index such that a store that has applied
-it holds every write acknowledged before the read began. On the leader a round is one
-`RaftNode.read_index` call on the Raft loop (one heartbeat broadcast, answered once a quorum
-confirms the leadership). On a follower it is one "raft.read_index" request to the leader
-carrying the follower's term, read when the round starts: the leader passes it to its core as
-`via`, where it counts as one confirmation, so with three voters the leader answers at once,
-without a heartbeat round (`serve`). Reads that arrive while a round is in flight share the
+it holds every write acknowledged before the read began. The leader's core answers once a
+quorum of voters is known to have been in no later term than its own after the round began
+(`RaftNode.read_index`): by a heartbeat round, or by a voter's own word, `via`:
+- on a follower, a round is one "raft.read_index" request to the leader carrying the
+  follower's term, read when the round starts; the leader passes it to its core (`serve`);
+- on the leader, a round first asks the other voters for their terms ("raft.term", answered on
+  their RPC threads, without their Raft loops); the first answer is passed to the core as
+  `via`. A voter that cannot be asked (no open connection, an error) makes it a plain round of
+  heartbeats.
+With three voters the leader's word and one other make the quorum: no heartbeat round. Reads that arrive while a round is in flight share the
 next one, so the number of rounds per second stays bounded by round trips, not by readers.
 
 A failed round (leadership lost, the leader unreachable, no answer within `round_limit_s`)
@@ -49,6 +53,7 @@ class ReadIndexer:
         call_in_loop: Callable[[Callable[[RaftNode], None]], None],
         leadership: Leadership,
         term_now: Callable[[], int],
+        other_voters: Callable[[], list[tuple[str, str | None]]],
         round_limit_s: float,
     ) -> None:
         self.id = node_id
@@ -57,6 +62,8 @@ class ReadIndexer:
         self._call_in_loop = call_in_loop
         self._leadership = leadership
         self._term_now = term_now
+        self._other_voters = other_voters
+        self._asked: dict[int, bool] = {}  # leader rounds asking voters' terms: answered yet?
         self._served = 0
         self._lock = threading.Lock()
         self._rounds: ReadRounds[Future] = ReadRounds()
@@ -117,7 +124,7 @@ class ReadIndexer:
         self.rounds += 1
         leading, leader, addr = self._leadership()
         if leading:
-            self._call_in_loop(lambda node: self._start_on_core(node, round_id))
+            self._ask_terms(round_id)
             return
         if addr is None or leader in (None, self.id):
             self._end(round_id, ReadRetry("raft: no leader known"))
@@ -126,9 +133,40 @@ class ReadIndexer:
         asked = self.rpc.call_async(addr, "raft.read_index", args)
         asked.add_done_callback(lambda f: self._end(round_id, _index_from(f, addr)))
 
-    def _start_on_core(self, node: RaftNode, round_id: int) -> None:
+    def _ask_terms(self, round_id: int) -> None:
+        others = [(voter, addr) for voter, addr in self._other_voters() if addr]
+        if not others:  # a lone voter (its core answers at once), or no address known
+            self._call_in_loop(lambda node: self._start_on_core(node, round_id))
+            return
+        with self._lock:
+            self._asked[round_id] = False
+        for voter, addr in others:
+            asked = self.rpc.call_async(addr, "raft.term", {}, connected_only=True)
+            asked.add_done_callback(lambda f, v=voter: self._term_answered(round_id, v, f))
+
+    def _term_answered(self, round_id: int, voter: str, answer: Future) -> None:
+        """The first answer decides: a term is passed to the core as `via`; an error makes the
+        round a plain heartbeat round. Later answers are ignored."""
+        with self._lock:
+            if self._asked.get(round_id) is not False:
+                return
+            self._asked[round_id] = True
+            self._asked = {r: done for r, done in self._asked.items() if r >= round_id}
+        try:
+            reply = answer.result()
+            term = reply.get("term") if isinstance(reply, dict) else None
+        except RpcError:
+            term = None
+        if isinstance(term, int):
+            self._call_in_loop(lambda node: self._start_on_core(node, round_id, voter, term))
+        else:
+            self._call_in_loop(lambda node: self._start_on_core(node, round_id))
+
+    def _start_on_core(
+        self, node: RaftNode, round_id: int, via: str | None = None, via_term: int = 0
+    ) -> None:
         context = b"read:%d" % round_id
-        if isinstance(node.read_index(context), NotLeader):
+        if isinstance(node.read_index(context, via, via_term), NotLeader):
             self._end(round_id, ReadRetry("raft: this server no longer leads"))
         else:
             self._contexts[context] = round_id

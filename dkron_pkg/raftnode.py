@@ -115,6 +115,7 @@ RECENT_RESULTS = 4096  # applied entries whose results are kept for late-registe
 
 answer_inline("raft.propose")  # never blocks: see RaftReplicator._place_forwarded
 answer_inline("raft.read_index")  # never blocks: answered when the leader's round ends
+answer_inline("raft.term")  # never blocks: one attribute read
 
 
 class NotLeaderError(Exception):
@@ -241,6 +242,7 @@ class RaftReplicator:
             self._call_in_loop,
             lambda: (self._role == Role.LEADER, self._leader, self.leader_addr()),
             self._core_term,
+            lambda: [(v, self._addrs.get(v)) for v in self._voters if v != self.id],
             self.config.election_timeout_max_ms / 1000,
         )
         self._applied = 0
@@ -428,6 +430,9 @@ class RaftReplicator:
             return self._serve_forwarded_submit(commands, timeout, hops, early)
         if method == "raft.read_index":
             return self._serve_read_index(args)
+        if method == "raft.term":
+            # A leader's read round asks: this node's term now, read after the round began.
+            return {"term": self._core_term()}
         if method == "raft.add_server":
             node, addr = args.get("id"), args.get("address")
             if not isinstance(node, str) or not isinstance(addr, str):

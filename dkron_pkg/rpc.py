@@ -666,14 +666,23 @@ class RpcClient:
             raise RpcError(reply["err"])
         return reply.get("ok")
 
-    def call_async(self, addr: str, method: str, args: Any = None) -> Future:
+    def call_async(
+        self, addr: str, method: str, args: Any = None, connected_only: bool = False
+    ) -> Future:
         """Send a call without waiting: a Future of its result, failed with RpcError when the
         peer cannot be reached, the connection is lost or the peer answers an error. It has no
         timeout of its own (the caller bounds its wait); done-callbacks run on the thread that
-        reads the connection, so they must not block."""
+        reads the connection, so they must not block. `connected_only`: fail at once rather
+        than connect (connecting to a dead host can block for the connect timeout)."""
         out: Future = Future()
         try:
-            conn = self._conn(addr)
+            if connected_only:
+                with self._lock:
+                    conn = self._conns.get(addr)
+                if conn is None or not conn.usable():
+                    raise RpcError(f"{method}: no open connection to {addr}")
+            else:
+                conn = self._conn(addr)
         except RpcError as exc:
             out.set_exception(exc)
             return out

@@ -13,11 +13,12 @@ Clients send each operation to the server they last found leading or, as often, 
 and the servers do what the driver (raftnode) does: a follower forwards a write to the leader and
 answers it once it has applied it itself (so followers' commits from PeerAcks are acknowledged to
 clients), and every read waits for a read index from batched ReadIndex rounds (`ReadRounds`, the
-driver's own batching): on the leader a round is one `RaftNode.read_index`, on a follower one
-request to the leader carrying the follower's term, which the leader's core counts as a
-confirmation (`read_index(via=...)`), or, as from a follower of the previous version, without
-it (the leader then puts it in its own next round); the read is answered from the server's own
-state machine once that has applied the index. Requests between servers travel the same
+driver's own batching): on the leader a round asks the other voters for their terms and passes
+the first answer to its core as a confirmation (`read_index(via=...)`), or (an error, or at
+random) runs a plain heartbeat round; on a follower a round is one request to the leader
+carrying the follower's term, passed to the leader's core the same way, or, as from a follower
+of the previous version, without it (the leader then puts it in its own next round); the read
+is answered from the server's own state machine once that has applied the index. Requests between servers travel the same
 hostile network (delayed, dropped, cut by partitions; never duplicated, as over TCP), and a
 round without an answer is given up after the driver's limit (the longest election timeout).
 `unsafe_follower_local_reads` makes followers answer reads from their state machine at once,
@@ -253,6 +254,7 @@ class SimNode:
         # context, rounds answered in the Ready being handled. A restart is a new process.
         self.incarnation = 0
         self.served = 0
+        self.asked: dict[int, bool] = {}  # leader rounds asking voters' terms: answered yet?
         self.rounds: ReadRounds[tuple] = ReadRounds()
         self.round_ctx: dict[bytes, int | tuple] = {}  # own rounds; followers' requests
         self.answered_rounds: list[tuple[int | tuple, int]] = []
@@ -269,6 +271,7 @@ class SimNode:
         self.reads = {}
         self.incarnation += 1
         self.served = 0
+        self.asked = {}
         self.rounds = ReadRounds()
         self.round_ctx = {}
         self.answered_rounds = []
@@ -704,6 +707,8 @@ class Simulation:
         if node is not None and node.alive:
             getattr(self, "_rpc_" + kind)(node, src, data)
             self.process(node)
+        elif kind == "term" and node is not None:  # a dead process: the connection is refused
+            self.send_rpc(dst, src, "term_reply", (*data, None))
 
     def _rpc_propose(self, node: SimNode, src: str, data: tuple[int, str, bytes]) -> None:
         incarnation, op_id, command = data
@@ -752,11 +757,13 @@ class Simulation:
         self.at(self.now + limit, "round_limit", (node.id, node.incarnation, round_id))
         raft = node.raft
         if raft.role == Role.LEADER:
-            context = b"read:%d" % round_id
-            if isinstance(raft.read_index(context), NotLeader):
-                self.end_round(node, round_id, None)
-            else:
-                node.round_ctx[context] = round_id
+            others = [v for v in raft.voters if v != node.id and v in self.nodes]
+            if not others or self.rng.random() < 0.3:  # no voter asked: heartbeats alone
+                self.begin_core_round(node, round_id, None, 0)
+                return
+            node.asked[round_id] = False
+            for voter in others:
+                self.send_rpc(node.id, voter, "term", (node.incarnation, round_id))
             return
         leader = raft.leader_id
         if leader not in self.nodes or leader == node.id:
@@ -764,6 +771,27 @@ class Simulation:
             return
         term = raft.term if self.rng.random() < 0.8 else None
         self.send_rpc(node.id, leader, "read", (node.incarnation, round_id, term))
+
+    def _rpc_term(self, node: SimNode, src: str, data: tuple[int, int]) -> None:
+        """ "raft.term": this server's term now (the driver answers on its RPC thread)."""
+        self.send_rpc(node.id, src, "term_reply", (*data, node.raft.term))
+
+    def _rpc_term_reply(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
+        """The first answer decides (a term: `via`; an error: heartbeats alone)."""
+        incarnation, round_id, term = data
+        if incarnation != node.incarnation or node.asked.get(round_id) is not False:
+            return
+        node.asked[round_id] = True
+        if node.rounds.in_flight != round_id:
+            return  # given up meanwhile
+        self.begin_core_round(node, round_id, src if term is not None else None, term or 0)
+
+    def begin_core_round(self, node: SimNode, round_id: int, via: str | None, term: int) -> None:
+        context = b"read:%d" % round_id
+        if isinstance(node.raft.read_index(context, via, term), NotLeader):
+            self.end_round(node, round_id, None)
+        else:
+            node.round_ctx[context] = round_id
 
     def end_round(self, node: SimNode, round_id: int, index: int | None) -> None:
         done, following = node.rounds.finish(round_id, self.now)
