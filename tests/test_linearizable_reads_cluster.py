@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 
-from agent_support import AgentProcess, shell_job
+from agent_support import ROOT, AgentProcess, shell_job
 from linearizability import GET, PUT, Op, check_kv
 from test_cluster_raft import leader_of, leader_of_name, start_cluster
 
@@ -175,6 +177,14 @@ def test_a_server_without_a_leader_answers_503_unless_the_read_is_stale(tmp_path
             assert status == 200 and b"kept" in body, (path, status, body)
         status, body = call(survivor, "GET", "/v1/jobs/kept?stale=perhaps")
         assert status == 400 and b"stale" in body
+        addr = ["--http-addr", f"127.0.0.1:{survivor.port}"]
+        cli = [sys.executable, str(ROOT / "dkron.py"), "raft", "list-peers", *addr]
+        refused = subprocess.run(cli, check=False, capture_output=True, text=True, timeout=30)
+        assert refused.returncode != 0 and "503" in refused.stderr + refused.stdout
+        listed = subprocess.run(
+            [*cli, "--stale"], check=False, capture_output=True, text=True, timeout=30
+        )
+        assert listed.returncode == 0 and survivor.node in listed.stdout, listed
     finally:
         kill_all(nodes)
 
