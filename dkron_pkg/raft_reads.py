@@ -8,8 +8,8 @@ quorum of voters is known to have been in no later term than its own after the r
   follower's term, read when the round starts; the leader passes it to its core (`serve`);
 - on the leader, a round first asks the other voters for their terms ("raft.term", answered on
   their RPC threads, without their Raft loops); the first answer is passed to the core as
-  `via`. A voter that cannot be asked (no open connection, an error) makes it a plain round of
-  heartbeats.
+  `via`, or, if it is an error, the round is a plain round of heartbeats (so is a round with
+  no voter to ask over an open connection).
 With three voters the leader's word and one other make the quorum: no heartbeat round. Reads that arrive while a round is in flight share the
 next one, so the number of rounds per second stays bounded by round trips, not by readers.
 
@@ -138,10 +138,17 @@ class ReadIndexer:
         if not others:  # a lone voter (its core answers at once), or no address known
             self._call_in_loop(lambda node: self._start_on_core(node, round_id))
             return
+        asks = [
+            (v, self.rpc.call_async(a, "raft.term", {}, connected_only=True)) for v, a in others
+        ]
+        # A voter without an open connection fails at once: it neither decides nor delays.
+        live = [(v, f) for v, f in asks if not (f.done() and f.exception() is not None)]
+        if not live:
+            self._call_in_loop(lambda node: self._start_on_core(node, round_id))
+            return
         with self._lock:
             self._asked[round_id] = False
-        for voter, addr in others:
-            asked = self.rpc.call_async(addr, "raft.term", {}, connected_only=True)
+        for voter, asked in live:
             asked.add_done_callback(lambda f, v=voter: self._term_answered(round_id, v, f))
 
     def _term_answered(self, round_id: int, voter: str, answer: Future) -> None:

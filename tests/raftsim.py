@@ -757,7 +757,10 @@ class Simulation:
         self.at(self.now + limit, "round_limit", (node.id, node.incarnation, round_id))
         raft = node.raft
         if raft.role == Role.LEADER:
+            # Voters with an open connection (alive) are asked; a process that dies meanwhile
+            # answers an error (its connection is refused or lost).
             others = [v for v in raft.voters if v != node.id and v in self.nodes]
+            others = [v for v in others if self.nodes[v].alive]
             if not others or self.rng.random() < 0.3:  # no voter asked: heartbeats alone
                 self.begin_core_round(node, round_id, None, 0)
                 return
