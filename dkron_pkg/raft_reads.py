@@ -10,8 +10,14 @@ quorum of voters is known to have been in no later term than its own after the r
   their RPC threads, without their Raft loops); the first answer is passed to the core as
   `via`, or, if it is an error, the round is a plain round of heartbeats (so is a round with
   no voter to ask over an open connection).
-With three voters the leader's word and one other make the quorum: no heartbeat round. Reads that arrive while a round is in flight share the
-next one, so the number of rounds per second stays bounded by round trips, not by readers.
+With three voters the leader's word and one other make the quorum: no heartbeat round.
+
+Reads that arrive while a round is in flight share the next one, so the number of rounds per
+second stays bounded by round trips, not by readers. Why a voter's word is enough: a voter
+whose term is at most the leader's, after the round began, had not voted for a later leader
+by then; with the leader, a quorum of such voters means no later leader existed when the reads
+began, so every write acknowledged before them is in the leader's log, whose end is the read
+point (raftlog's `_start_read`).
 
 A failed round (leadership lost, the leader unreachable, no answer within `round_limit_s`)
 fails its reads with `ReadRetry`; reads have no effect, so the caller simply asks again.
