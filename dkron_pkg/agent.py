@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dkron_pkg import __version__, crontab_bridge, logs, metrics, osdeps, ports, rpc
+from dkron_pkg.backend import ReadUnavailable
 from dkron_pkg.cluster import COMMIT_ERRORS, Cluster, wants_raft
 from dkron_pkg.cluster_key import resolve_key
 from dkron_pkg.committer import Committer
@@ -530,10 +531,33 @@ class Agent:
             return live
         return self.store.execution(name, execution_id)
 
+    def read_barrier(self) -> None:
+        """A linearizable read point (see backend.ApiBackend.read_barrier). A lone server
+        without Raft has the only copy, so its store is always current."""
+        if self.cluster is None:
+            return
+        replicator = self.cluster.replicator
+        if replicator is None:
+            raise ReadUnavailable(
+                "no leader yet: this server has not joined a Raft group, so it cannot tell "
+                "whether its copy is current; add ?stale to read it anyway"
+            )
+        # Long enough to ride out an election (a new leader takes 0.5-1 s at multiplier 1).
+        wait = 2 * replicator.config.election_timeout_max_ms / 1000
+        try:
+            replicator.barrier(timeout=wait)
+        except COMMIT_ERRORS as e:
+            raise ReadUnavailable(
+                f"no linearizable read: {e}; add ?stale to read this server's copy, which "
+                "may miss recent writes"
+            ) from None
+
     def busy(self) -> list[dict]:
-        runs = {ex["id"]: ex for ex in self.runner.busy()}
-        for ex in self.remote.busy():
-            runs.setdefault(ex["id"], ex)
+        """Running executions as the store records them (replicated: the same on every
+        server), with the live output of those this server runs or watches."""
+        runs = {ex["id"]: ex for ex in self.store.running_executions()}
+        for ex in (*self.runner.busy(), *self.remote.busy()):
+            runs[ex["id"]] = ex
         return sorted(runs.values(), key=lambda e: e.get("started_ns", 0))
 
     def next_for(self, name: str) -> str | None:
@@ -709,6 +733,7 @@ class Agent:
         return crontab_bridge.crontab_import(self, text, dialect, user, apply, source)
 
     def debug_vars(self) -> dict:
+        replicator = self.cluster.replicator if self.cluster is not None else None
         return {
             "node": self.node_name,
             "scheduler_started": 0 if self._stopping.is_set() else 1,
@@ -717,6 +742,7 @@ class Agent:
             "running": self.runner.running_count(),
             "security": self.security_mode,
             "rpc_refused": dict(rpc.DROPPED),
+            "linearizable_reads": replicator.read_stats() if replicator is not None else {},
         }
 
 

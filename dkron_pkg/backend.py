@@ -13,6 +13,10 @@ from typing import Any, Protocol
 from dkron_pkg.store import Result
 
 
+class ReadUnavailable(Exception):
+    """No linearizable read now (no leader answers); the message says why and what to do."""
+
+
 class JobReads(Protocol):
     """The applied job store, read-only (`store.Store` provides it)."""
 
@@ -57,6 +61,11 @@ class ApiBackend(JobWrites, Protocol):
 
     @property
     def store(self) -> JobReads: ...
+    def read_barrier(self) -> None:
+        """Make the store hold every write acknowledged before the call, by any server (a
+        linearizable read point); raises ReadUnavailable when that cannot be done."""
+        ...
+
     def submit_jobs(self, jobs: list[dict], sent: dict[str, dict]) -> list[Result]: ...
     def toggle_job(self, name: str) -> Result: ...
     def run_now(self, name: str) -> Result: ...

@@ -126,6 +126,11 @@ def build_parser() -> _Parser:
     raft_sub.required = True
     peers = raft_sub.add_parser("list-peers", help="list the Raft peers", allow_abbrev=False)
     _add_client_flags(peers)
+    peers.add_argument(
+        "--stale",
+        action="store_true",
+        help="answer from the server's own copy, even when it cannot reach a leader",
+    )
     remove = raft_sub.add_parser("remove-peer", help="remove a Raft peer", allow_abbrev=False)
     _add_client_flags(remove)
     remove.add_argument("--peer-id", required=True, help="ID (node name) of the peer to remove")
@@ -264,7 +269,7 @@ def format_table(rows: list[list[str]]) -> str:
 
 
 def _cmd_list_peers(ns: argparse.Namespace) -> int:
-    peers = _request(ns, "GET", "/v1/raft/peers")
+    peers = _request(ns, "GET", "/v1/raft/peers" + ("?stale" if ns.stale else ""))
     if not isinstance(peers, list) or not all(isinstance(p, dict) for p in peers):
         raise CommandError("the agent's answer to GET /v1/raft/peers is not a list of peers")
     rows = [["Node", "ID", "Address", "State", "Voter"]]

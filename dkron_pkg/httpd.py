@@ -4,6 +4,10 @@ Served by a threading HTTP server with connection limits (`http_conn`); every re
 the checks of `http_guard` (Host, Origin, length, token, type) before its body is read.
 Everything the API does goes through the agent object (`Backend` below), so the same handlers
 work on a single node and in a cluster.
+Reads of replicated state (jobs, executions, busy, the leader, the Raft peers) are linearizable
+on every server: each first waits for a read point (`backend.read_barrier`, ReadIndex through
+the leader) and then reads the local store. `?stale` (Consul's name) reads the local store at
+once instead; a server that cannot reach a leader answers 503 to the other reads.
 Errors are plain-text bodies as in Dkron; validation errors also name the job field in the
 `X-Error-Field` header so the UI can show the message next to it.
 """
@@ -25,7 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from dkron_pkg import __version__, strict_json
-from dkron_pkg.backend import ApiBackend
+from dkron_pkg.backend import ApiBackend, ReadUnavailable
 from dkron_pkg.http_conn import GuardedRequestHandler, LimitedHTTPServer
 from dkron_pkg.http_guard import (
     STATE_CHANGING,
@@ -250,6 +254,7 @@ class Api:
         return Response(200, members, {"X-Total-Count": str(len(members))})
 
     def leader(self, req: Request) -> Response:
+        self._read_point(req)
         leader = self.backend.leader_member()
         if leader is None:
             return Response(404, None)
@@ -266,6 +271,7 @@ class Api:
         return Response(200, peers)
 
     def raft_peers(self, req: Request) -> Response:
+        self._read_point(req)
         return Response(200, self.backend.raft_peers())
 
     def raft_remove_peer(self, req: Request) -> Response:
@@ -306,6 +312,7 @@ class Api:
         return out
 
     def list_jobs(self, req: Request) -> Response:
+        self._read_point(req)
         q = req.query
         jobs, running = self.backend.store.jobs_view()
         meta_filters = {
@@ -397,6 +404,16 @@ class Api:
         headers = {"Location": _job_location(job["name"]), **_ignored_header(sent.ignored)}
         return Response(201, self._with_warnings(self._public(result.value)), headers)
 
+    def _read_point(self, req: Request) -> None:
+        """Wait until this server's store holds every write acknowledged before the request,
+        by any server (a linearizable read), unless the request asks for `?stale`."""
+        if _wants_stale(req):
+            return
+        try:
+            self.backend.read_barrier()
+        except ReadUnavailable as e:
+            raise ApiError(503, str(e)) from None
+
     def _job_or_404(self, name: str) -> dict:
         job = self.backend.store.get_job(name)
         if job is None:
@@ -404,6 +421,7 @@ class Api:
         return job
 
     def get_job(self, req: Request) -> Response:
+        self._read_point(req)
         return Response(200, self._with_warnings(self._public(self._job_or_404(req.params["job"]))))
 
     def _with_warnings(self, out: dict) -> dict:
@@ -420,6 +438,7 @@ class Api:
         return Response(200, public_job(result.value))
 
     def run_job(self, req: Request) -> Response:
+        self._read_point(req)
         name = req.params["job"]
         job = self._job_or_404(name)
         result = self.backend.run_now(name)
@@ -428,6 +447,7 @@ class Api:
         return Response(202, self._public(job), {"Location": _job_location(name)})
 
     def toggle_job(self, req: Request) -> Response:
+        self._read_point(req)
         name = req.params["job"]
         self._job_or_404(name)
         result = self.backend.toggle_job(name)
@@ -459,6 +479,7 @@ class Api:
         if errors:
             raise ApiError(400, "restore rejected, nothing was changed:\n" + "\n".join(errors))
         counters = {j["name"]: sent.payload for j, sent in zip(jobs, accepted, strict=True)}
+        self._read_point(req)
         ordered = _parents_first(jobs, self.backend.store.job_names())
         if isinstance(ordered, str):
             raise ApiError(400, ordered)
@@ -475,11 +496,13 @@ class Api:
     # ----- executions --------------------------------------------------------------------
 
     def busy(self, req: Request) -> Response:
+        self._read_point(req)
         runs = self.backend.busy()
         out = [public_execution(ex) for ex in runs]
         return Response(200, out, {"X-Total-Count": str(len(out))})
 
     def list_executions(self, req: Request) -> Response:
+        self._read_point(req)
         job = self._job_or_404(req.params["job"])
         executions = self.backend.executions(job["name"])
         sort = req.arg("_sort") or ""
@@ -508,6 +531,7 @@ class Api:
         return Response(200, out, {"X-Total-Count": str(len(out))})
 
     def delete_executions(self, req: Request) -> Response:
+        self._read_point(req)
         self._job_or_404(req.params["job"])
         result = self.backend.delete_executions(req.params["job"])
         if not result.ok:
@@ -515,6 +539,7 @@ class Api:
         return Response(200, self._public(result.value))
 
     def get_execution(self, req: Request) -> Response:
+        self._read_point(req)
         job = self._job_or_404(req.params["job"])
         ex = self.backend.execution(job["name"], req.params["ex"])
         if ex is None:
@@ -523,6 +548,7 @@ class Api:
 
     def delete_execution(self, req: Request) -> Response:
         """Beyond Dkron: stops a running execution (202), deletes a finished one (200)."""
+        self._read_point(req)
         job = self._job_or_404(req.params["job"])
         ex = self.backend.execution(job["name"], req.params["ex"])
         if ex is None:
@@ -564,6 +590,7 @@ class Api:
         return Response(200, {"description": schedule.describe(), "next": times})
 
     def _crontab_plan(self, req: Request, apply: bool) -> Response:
+        self._read_point(req)  # the plan compares the crontab with the jobs as they are
         text = req.body.decode("utf-8", "replace")
         result = self.backend.crontab_import(
             text,
@@ -666,6 +693,20 @@ def _with_ignored(message: str, sent: ClientJob) -> str:
     if not sent.ignored:
         return message
     return f"{message} (ignored unknown fields: {sent.hints()})"
+
+
+def _wants_stale(req: Request) -> bool:
+    """`?stale`, `?stale=true` (or 1): read this server's copy without a read point."""
+    value = req.arg("stale")
+    if value is None:
+        return False
+    if value.lower() in ("", "true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise ApiError(
+        400, f'stale must be "true" or "false" (or given without a value), got "{value[:40]}"'
+    )
 
 
 def _job_location(name: str) -> str:

@@ -40,7 +40,8 @@ Public interface:
   (include `node_id`), used only while the stored state holds no configuration; a server that
   joins an existing cluster passes `[]` and waits for the leader to add it.
 - Inputs: `tick(now_ms)`, `step(message)`, `propose(data) -> Proposal | NotLeader | Refused`,
-  `read_index(context) -> NotLeader | None` (answer arrives as a `ReadState`),
+  `read_index(context, via=None, via_term=0) -> NotLeader | None` (answer arrives as a
+  `ReadState`; `via`: the follower asking for its readers),
   `transfer_leadership(to) -> NotLeader | Refused | None`,
   `propose_conf_change(ConfChange("add" | "add_learner" | "remove", node_id))
   -> Proposal | NotLeader | Refused`,
@@ -296,6 +297,7 @@ class _PendingRead:
     context: bytes
     index: int
     seq: int
+    via: str | None = None  # a voter whose own request confirms this leadership
 
 
 def _malformed(msg: Message) -> str | None:
@@ -374,7 +376,7 @@ class RaftNode:
         self._snapshot_sent_at: dict[str, int] = {}
         self._hb_seq = 0
         self._pending_reads: deque[_PendingRead] = deque()
-        self._waiting_reads: list[bytes] = []
+        self._waiting_reads: list[tuple[bytes, str | None]] = []
         self._ticked = False
         self.rejected: Counter[str] = Counter()
         # Why the role last changed, for operators reading the log of an unstable cluster.
@@ -528,7 +530,10 @@ class RaftNode:
                 return
         if self.now >= self._heartbeat_due:
             self._heartbeat_due = self.now + self.cfg.heartbeat_ms
-            self._broadcast_heartbeat()
+            # While reads wait, the periodic heartbeat repeats the newest read's sequence: it
+            # is sent after every waiting read began, so its answers confirm them all, even
+            # when the read's own heartbeats were lost.
+            self._broadcast_heartbeat(self._hb_seq if self._pending_reads else 0)
             for peer, pr in self._progress.items():
                 if pr.state == _Progress.PROBE:
                     pr.probe_sent = 0
@@ -652,14 +657,23 @@ class RaftNode:
         entry = self._append_local(EntryKind.CONFIG, data)
         return Proposal(entry.index, entry.term)
 
-    def read_index(self, context: bytes) -> NotLeader | None:
-        """Ask for a linearizable read point; the answer comes as a ReadState in `ready()`."""
+    def read_index(
+        self, context: bytes, via: str | None = None, via_term: int = 0
+    ) -> NotLeader | None:
+        """Ask for a linearizable read point; the answer comes as a ReadState in `ready()`.
+
+        `via` is a follower asking on behalf of its readers, `via_term` its term when it asked
+        (after those reads began). Being in a term no later than this leader's then, it had
+        voted in no later term: it counts toward the quorum that must confirm this leadership
+        after the reads began, so with three voters the answer needs no heartbeat round."""
         if self.role != Role.LEADER:
             return NotLeader(self.leader_id)
+        if via is not None and (via == self.id or via not in self.voters or via_term > self.term):
+            via = None  # no confirmation from it: the heartbeat round decides alone
         if self.term_at(self.commit_index) != self.term:
-            self._waiting_reads.append(context)
+            self._waiting_reads.append((context, via))
             return None
-        self._start_read(context)
+        self._start_read(context, via)
         return None
 
     def transfer_leadership(self, to: str) -> NotLeader | Refused | None:
@@ -1003,8 +1017,8 @@ class RaftNode:
             self.commit_index = candidate
             if first_commit_of_term:
                 waiting, self._waiting_reads = self._waiting_reads, []
-                for context in waiting:
-                    self._start_read(context)
+                for context, via in waiting:
+                    self._start_read(context, via)
 
     def _broadcast_heartbeat(self, seq: int = 0) -> None:
         for peer, pr in self._progress.items():
@@ -1027,26 +1041,41 @@ class RaftNode:
 
     # ----- linearizable reads -------------------------------------------------------------------
 
-    def _start_read(self, context: bytes) -> None:
-        if len(self.voters) == 1 and self.voters[0] == self.id:
-            self._read_states.append(ReadState(self.commit_index, context))
+    def _start_read(self, context: bytes, via: str | None = None) -> None:
+        # The read point is the end of the leader's log, not its commit index: followers
+        # commit entries of this term from each other's PeerAcks before the leader hears of
+        # them, and a write they acknowledged that way must be seen. Every entry committed
+        # before the read began is in this log (leader completeness; in this term only this
+        # leader makes entries), so its end holds them all. Reading waits for it to commit.
+        read = _PendingRead(context, self.last_index, self._hb_seq + 1, via)
+        if self._confirmations(read) >= self._quorum():
+            self._read_states.append(ReadState(read.index, context))
             return
         self._hb_seq += 1
-        self._pending_reads.append(_PendingRead(context, self.commit_index, self._hb_seq))
+        self._pending_reads.append(read)
         self._broadcast_heartbeat(self._hb_seq)
 
+    def _confirmations(self, read: _PendingRead) -> int:
+        """Voters known to have been in no later term after the read began: this leader, the
+        follower that asked, and those that answered a heartbeat sent after it began."""
+        return sum(
+            1
+            for v in self.voters
+            if v == self.id
+            or v == read.via
+            or (v in self._progress and self._progress[v].ack_seq >= read.seq)
+        )
+
     def _release_reads(self) -> None:
-        while self._pending_reads:
-            read = self._pending_reads[0]
-            acks = sum(
-                1
-                for v in self.voters
-                if v == self.id or (v in self._progress and self._progress[v].ack_seq >= read.seq)
-            )
-            if acks < self._quorum():
-                return
-            self._pending_reads.popleft()
-            self._read_states.append(ReadState(read.index, read.context))
+        if not self._pending_reads:
+            return
+        waiting: deque[_PendingRead] = deque()
+        for read in self._pending_reads:
+            if self._confirmations(read) >= self._quorum():
+                self._read_states.append(ReadState(read.index, read.context))
+            else:
+                waiting.append(read)
+        self._pending_reads = waiting
 
     # ----- replication: follower side -----------------------------------------------------------
 

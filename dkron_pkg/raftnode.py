@@ -21,6 +21,10 @@ went once the entry's appends are on their way; the follower then applies the en
 answers from its own store. It learns the commit from the other followers' PeerAcks (raftlog)
 or, when those are no quorum with it, from a notice the leader sends once per commit index.
 
+Reads: `barrier()` returns once this node's store holds every write acknowledged before the
+call, by any server: a read index from batched ReadIndex rounds (raft_reads; on a follower one
+"raft.read_index" request to the leader per round), then a wait until it is applied here.
+
 Entries: a DATA entry is a JSON list of commands. Commands whose op starts with "raft." are the
 driver's own (today only `raft.addresses`, the replicated node-id -> RPC address map, see
 raft_envelope); all others go to `store.apply_batch(commands, last_index=index)`. Entries at or
@@ -85,12 +89,12 @@ from .raft_messages import (
     SnapshotMeta,
     decode,
 )
+from .raft_reads import ReadIndexer, ReadRetry
 from .raft_sender import PeerSender
 from .raft_storage import FileStorage
 from .raftlog import (
     Compacted,
     ConfChange,
-    NotLeader,
     Proposal,
     RaftConfig,
     RaftNode,
@@ -115,6 +119,8 @@ INLINE_APPLY_BYTES = 8 * 1024
 RECENT_RESULTS = 4096  # applied entries whose results are kept for late-registering waiters
 
 answer_inline("raft.propose")  # never blocks: see RaftReplicator._place_forwarded
+answer_inline("raft.read_index")  # never blocks: answered when the leader's round ends
+answer_inline("raft.term")  # never blocks: one attribute read
 
 
 class NotLeaderError(Exception):
@@ -235,8 +241,15 @@ class RaftReplicator:
         self._recent: dict[int, tuple[int, list]] = {}  # index -> (term, results), bounded
         self._recent_order: deque[int] = deque()
         self._waiters_lock = threading.Lock()
-        self._reads: dict[bytes, Future] = {}
-        self._read_ids = itertools.count(1)
+        self._reads = ReadIndexer(
+            node_id,
+            rpc_client,
+            self._call_in_loop,
+            lambda: (self._role == Role.LEADER, self._leader, self.leader_addr()),
+            self._core_term,
+            lambda: [(v, self._addrs.get(v)) for v in self._voters if v != self.id],
+            self.config.election_timeout_max_ms / 1000,
+        )
         self._applied = 0
         self._applied_cv = threading.Condition()
         self._store_floor = 0
@@ -343,8 +356,7 @@ class RaftReplicator:
         for waiter in (w for ws in waiters.values() for w in ws):
             for fut, _, _ in waiter.futures:
                 _fail(fut, RaftError("raft: node is shutting down; the write's outcome is unknown"))
-        for fut in list(self._reads.values()):
-            _fail(fut, NotLeaderError("raft: node is shutting down"))
+        self._reads.close()
         if self._storage is not None:
             self._storage.close()
 
@@ -446,12 +458,10 @@ class RaftReplicator:
             hops, early = int(args.get("hops", 0)), bool(args.get("early"))
             return self._serve_forwarded_submit(commands, timeout, hops, early)
         if method == "raft.read_index":
-            if not self.is_leader():
-                return {"not_leader": self._leader}
-            try:
-                return {"index": self._read_index(float(args.get("timeout", 5.0)))}
-            except _Retry:
-                return {"not_leader": self._leader}
+            return self._serve_read_index(args)
+        if method == "raft.term":
+            # A leader's read round asks: this node's term now, read after the round began.
+            return {"term": self._core_term()}
         if method == "raft.add_server":
             node, addr = args.get("id"), args.get("address")
             voter = args.get("voter", True)
@@ -630,52 +640,70 @@ class RaftReplicator:
                 self._applied_cv.wait(min(remaining, 0.1))
 
     def barrier(self, timeout: float = 5.0) -> None:
-        """Linearizable read point: return once this node applied all that was committed
-        before the call (ReadIndex through the leader)."""
+        """Linearizable read point: return once this node has applied every write acknowledged
+        before the call, by any server (ReadIndex through the leader, see raft_reads)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        index = self.read_index(timeout)
+        self.wait_applied(index, deadline - time.monotonic())
+
+    def read_index(self, timeout: float = 5.0) -> int:
+        """An index that holds every write acknowledged before the call (batched ReadIndex
+        rounds); NotLeaderError when no leader answers within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
             self._check_usable()
-            remaining = deadline - time.monotonic()
             try:
-                if self.is_leader():
-                    index = self._read_index(remaining)
-                else:
-                    addr = self.leader_addr()
-                    if addr is None or self._leader == self.id:
-                        raise _Retry()
-                    try:
-                        reply = self.rpc.call(
-                            addr, "raft.read_index", {"timeout": remaining}, timeout=remaining
-                        )
-                    except RpcError as exc:
-                        if str(exc).startswith("cannot reach"):
-                            raise _Retry() from None
-                        raise RaftError(f"raft: read index from {addr} failed: {exc}") from None
-                    if not isinstance(reply, dict) or "index" not in reply:
-                        raise _Retry()
-                    index = int(reply["index"])
-                self.wait_applied(index, deadline - time.monotonic())
-                return
-            except _Retry:
+                return self._await_read_index(self._reads.join(), deadline)
+            except ReadRetry:
+                if time.monotonic() + RETRY_PAUSE_S >= deadline:
+                    break
                 time.sleep(RETRY_PAUSE_S)
         raise NotLeaderError(self._no_leader_message(timeout))
 
-    def _read_index(self, timeout: float) -> int:
-        fut: Future = Future()
-        context = f"{self.id}:{next(self._read_ids)}".encode()
+    def read_stats(self) -> dict[str, int]:
+        """Linearizable reads asked of this node and the ReadIndex rounds that served them."""
+        return {"reads": self._reads.reads, "rounds": self._reads.rounds}
 
-        def start(node: RaftNode) -> None:
-            result = node.read_index(context)
-            if isinstance(result, NotLeader):
-                fut.set_exception(_Retry())
-            else:
-                self._reads[context] = fut
+    def _await_read_index(self, fut: Future, deadline: float) -> int:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReadRetry("raft: no read index before the deadline")
+            try:
+                return fut.result(timeout=min(remaining, self._reads.round_limit_s))
+            except TimeoutError:
+                self._reads.expire()  # a round whose request or answer was lost
 
-        self._call_in_loop(start)
-        try:
-            return _wait(fut, timeout, "read index")
-        finally:
-            self._reads.pop(context, None)
+    def _serve_read_index(self, args: dict) -> Future | dict:
+        """ "raft.read_index", a follower's round of reads on the leader: confirmed by the core
+        with the follower's term (see raft_reads), or, from a follower that sends none (an
+        older version), in the leader's next round. Never blocks (it runs on the RPC
+        connection's reader thread)."""
+        if not self.is_leader():
+            return {"not_leader": self._leader}
+        # The read point may be beyond the commit index the follower knows: tell it commits
+        # at once for a while rather than with the next heartbeat.
+        self._notify_until = max(self._notify_until, time.monotonic() + 1.0)
+        answer: Future = Future()
+
+        def settle(fut: Future) -> None:
+            try:
+                answer.set_result({"index": fut.result()})
+            except ReadRetry:
+                answer.set_result({"not_leader": self._leader})
+
+        via, via_term = args.get("id"), args.get("term")
+        if isinstance(via, str) and isinstance(via_term, int):
+            self._reads.serve(via, via_term).add_done_callback(settle)
+        else:
+            self._reads.join().add_done_callback(settle)
+        return answer
+
+    def _core_term(self) -> int:
+        """The core's term now (one attribute read, atomic; the published `_term` may lag the
+        core by a loop round, and a follower must not claim a term it has already left)."""
+        node = self._node
+        return node.term if node is not None else 0
 
     # ----- membership -------------------------------------------------------------------------
 
@@ -858,9 +886,7 @@ class RaftReplicator:
             )
             if was_leader:
                 self._to_apply(("leadership", False))
-                for context, fut in list(self._reads.items()):
-                    self._reads.pop(context, None)
-                    _fail(fut, _Retry())
+                self._reads.on_leadership_lost()
 
     # ----- recovery ---------------------------------------------------------------------------
 
@@ -1157,9 +1183,7 @@ class RaftReplicator:
             else:
                 self._send_all(rd.messages)
         for rs in rd.read_states:
-            fut = self._reads.pop(rs.context, None)
-            if fut is not None and not fut.done():
-                fut.set_result(rs.index)
+            self._reads.on_read_state(rs.context, rs.index)
         node.advance(rd)
 
     def _send_all(self, messages: list[Message]) -> None:

@@ -666,6 +666,56 @@ class RpcClient:
             raise RpcError(reply["err"])
         return reply.get("ok")
 
+    def call_async(
+        self, addr: str, method: str, args: Any = None, connected_only: bool = False
+    ) -> Future:
+        """Send a call without waiting: a Future of its result, failed with RpcError when the
+        peer cannot be reached, the connection is lost or the peer answers an error. It has no
+        timeout of its own (the caller bounds its wait); done-callbacks run on the thread that
+        reads the connection, so they must not block. `connected_only`: fail at once rather
+        than connect (connecting to a dead host can block for the connect timeout)."""
+        out: Future = Future()
+        try:
+            if connected_only:
+                with self._lock:
+                    conn = self._conns.get(addr)
+                if conn is None or not conn.usable():
+                    raise RpcError(f"{method}: no open connection to {addr}")
+            else:
+                conn = self._conn(addr)
+        except RpcError as exc:
+            out.set_exception(exc)
+            return out
+        req_id = next(self._ids)
+        raw: Future = Future()
+        with conn.lock:
+            conn.pending[req_id] = raw
+            alive = conn.alive  # a reader that ended already failed what was pending then
+        try:
+            if not alive:
+                raise OSError("connection lost")
+            conn.send(KIND_CALL, _encode_call(req_id, method, args))
+        except OSError as e:
+            conn.alive = False
+            with conn.lock:
+                conn.pending.pop(req_id, None)
+            out.set_exception(RpcError(f"{method} on {addr}: {e}"))
+            return out
+
+        def settle(done: Future) -> None:
+            try:
+                reply = done.result()
+            except RpcError as exc:
+                out.set_exception(exc)
+                return
+            if "err" in reply:
+                out.set_exception(RpcError(reply["err"]))
+            else:
+                out.set_result(reply.get("ok"))
+
+        raw.add_done_callback(settle)
+        return out
+
     def cast(self, addr: str, method: str, args: Any = None) -> None:
         """Send a one-way message; RpcError if the peer cannot be reached."""
         conn = self._conn(addr)

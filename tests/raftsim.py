@@ -9,6 +9,21 @@ volatile part and only an fsync makes them durable; a crash drops the volatile p
 driver follows the core's contract (persist, then send, then apply) unless a test switches
 on `unsafe_send_before_fsync` to show that the checks catch the resulting bug.
 
+Clients send each operation to the server they last found leading or, as often, to any server,
+and the servers do what the driver (raftnode) does: a follower forwards a write to the leader and
+answers it once it has applied it itself (so followers' commits from PeerAcks are acknowledged to
+clients), and every read waits for a read index from batched ReadIndex rounds (`ReadRounds`, the
+driver's own batching): on the leader a round asks the other voters for their terms and passes
+the first answer to its core as a confirmation (`read_index(via=...)`), or (an error, or at
+random) runs a plain heartbeat round; on a follower a round is one request to the leader
+carrying the follower's term, passed to the leader's core the same way, or, as from a follower
+of the previous version, without it (the leader then puts it in its own next round); the read
+is answered from the server's own state machine once that has applied the index. Requests between servers travel the same
+hostile network (delayed, dropped, cut by partitions; never duplicated, as over TCP), and a
+round without an answer is given up after the driver's limit (the longest election timeout).
+`unsafe_follower_local_reads` makes followers answer reads from their state machine at once,
+to show that the checks catch stale reads.
+
 Checks after every step (raising `SafetyViolation`): at most one leader per term, log
 matching (an (index, term) pair always names the same entry with the same predecessor
 term), leader completeness (a new leader holds every committed entry), state machine safety
@@ -49,6 +64,7 @@ from dkron_pkg.raftlog import (
     Snapshot,
     StorageState,
 )
+from dkron_pkg.read_rounds import ReadRounds
 
 
 class SafetyViolation(AssertionError):
@@ -168,6 +184,10 @@ class SimConfig:
     client_timeout_ms: int = 800
     tick_ms: int = 10
     unsafe_send_before_fsync: bool = False
+    # How often a client sends an operation to any server rather than to the one it last
+    # found leading (reads and writes through followers).
+    any_server: float = 0.5
+    unsafe_follower_local_reads: bool = False
     raft: RaftConfig = field(
         default_factory=lambda: RaftConfig(
             trailing_entries=10, max_entries_per_message=64, max_inflight=8
@@ -230,6 +250,14 @@ class SimNode:
         self.last_commit = 0
         self.retired = False
         self.clock_skew = 0
+        # The driver's read path: batched rounds, leader rounds awaiting their ReadState by
+        # context, rounds answered in the Ready being handled. A restart is a new process.
+        self.incarnation = 0
+        self.served = 0
+        self.asked: dict[int, bool] = {}  # leader rounds asking voters' terms: answered yet?
+        self.rounds: ReadRounds[tuple] = ReadRounds()
+        self.round_ctx: dict[bytes, int | tuple] = {}  # own rounds; followers' requests
+        self.answered_rounds: list[tuple[int | tuple, int]] = []
 
     def start(self) -> None:
         state = self.storage.load()
@@ -241,6 +269,12 @@ class SimNode:
         self.alive = True
         self.pending = {}
         self.reads = {}
+        self.incarnation += 1
+        self.served = 0
+        self.asked = {}
+        self.rounds = ReadRounds()
+        self.round_ctx = {}
+        self.answered_rounds = []
         self.last_role = Role.FOLLOWER
         self.last_commit = self.raft.commit_index
 
@@ -453,6 +487,7 @@ class Simulation:
             self.apply(node, rd)
             raft.advance(rd)
             self.after_advance(node)
+            self.settle_reads(node)
 
     def send_all(self, node: SimNode, rd: Ready) -> None:
         for msg in rd.messages:
@@ -481,17 +516,9 @@ class Simulation:
                     self.answer(pending, result, entry)
         for rs in rd.read_states:
             self.read_log.append((node.id, rs))
-            pending = node.reads.get(rs.context.decode())
-            if pending is not None:
-                pending.read_index = rs.index
-        last_applied = rd.committed_entries[-1].index if rd.committed_entries else None
-        applied = last_applied or node.raft.applied_index
-        if rd.snapshot is not None:
-            applied = max(applied, rd.snapshot.meta.index)
-        for op_id, pending in list(node.reads.items()):
-            if pending.read_index is not None and pending.read_index <= applied:
-                del node.reads[op_id]
-                self.answer(pending, node.kv.data.get(pending.key), None)
+            waiter = node.round_ctx.pop(rs.context, None)
+            if waiter is not None:
+                node.answered_rounds.append((waiter, rs.index))
 
     def after_advance(self, node: SimNode) -> None:
         raft = node.raft
@@ -592,7 +619,7 @@ class Simulation:
 
     def attempt(self, pending: Pending, tries: int) -> None:
         target = self.client_leader[pending.client]
-        if target is None or target not in self.nodes:
+        if target is None or target not in self.nodes or self.rng.random() < self.cfg.any_server:
             target = self.rng.choice(sorted(self.nodes))
         self.at(self.now + self.rng.randint(1, 3), "request", (target, pending, tries))
 
@@ -600,27 +627,15 @@ class Simulation:
         target, pending, tries = payload
         node = self.nodes[target]
         client = pending.client
-        result = None
+        result: NotLeader | Refused | None = NotLeader(None)
         if node.alive:
             pending.call = (self.now, self.seq)
-            if pending.kind == GET:
-                result = node.raft.read_index(pending.op_id.encode())
-                if result is None:
-                    node.reads[pending.op_id] = pending
-                    self.unanswered[pending.op_id] = pending
-            else:
-                cmd = {"id": pending.op_id, "op": pending.kind, "key": pending.key}
-                cmd.update(value=pending.value, expected=pending.expected)
-                result = node.raft.propose(json.dumps(cmd, sort_keys=True).encode())
-                if isinstance(result, Proposal):
-                    pending.proposal = result
-                    node.pending[pending.op_id] = pending
-                    self.unanswered[pending.op_id] = pending
-                    self.accepted_writes[pending.op_id] = pending
+            result = self.take_request(node, pending)
             self.process(node)
-        accepted = pending.op_id in self.unanswered
-        if accepted:
-            self.client_leader[client] = target
+        if result is None:
+            raft = node.raft  # None if the server crashed meanwhile
+            leads = raft is not None and raft.role == Role.LEADER
+            self.client_leader[client] = target if leads or raft is None else raft.leader_id
             self.at(self.now + self.cfg.client_timeout_ms, "client_timeout", pending.op_id)
             return
         hint = result.leader_id if isinstance(result, NotLeader) else None
@@ -631,6 +646,204 @@ class Simulation:
         else:
             self.client_busy[client] = False
             self.at(self.now + 10, "client", client)
+
+    def take_request(self, node: SimNode, pending: Pending) -> NotLeader | Refused | None:
+        """What the driver does with a client's request; None when it took it."""
+        raft = node.raft
+        leads = raft.role == Role.LEADER
+        leader = raft.leader_id if raft.leader_id in self.nodes else None
+        if pending.kind == GET and self.cfg.unsafe_follower_local_reads and not leads:
+            self.stats["unsafe_local_reads"] += 1
+            self.unanswered[pending.op_id] = pending
+            self.answer(pending, node.kv.data.get(pending.key), None)
+            return None
+        if not leads and leader in (None, node.id):
+            return NotLeader(raft.leader_id)
+        if pending.kind == GET:
+            self.stats["reads_on_leader" if leads else "reads_on_follower"] += 1
+            node.reads[pending.op_id] = pending
+            self.unanswered[pending.op_id] = pending
+            self.join_read(node, ("client", pending.op_id))
+            return None
+        cmd = {"id": pending.op_id, "op": pending.kind, "key": pending.key}
+        cmd.update(value=pending.value, expected=pending.expected)
+        data = json.dumps(cmd, sort_keys=True).encode()
+        if not leads:
+            # Forwarded: the leader places it, this server answers once it applied it.
+            self.stats["writes_forwarded"] += 1
+            node.pending[pending.op_id] = pending
+            self.unanswered[pending.op_id] = pending
+            self.accepted_writes[pending.op_id] = pending
+            self.send_rpc(node.id, leader, "propose", (node.incarnation, pending.op_id, data))
+            return None
+        result = raft.propose(data)
+        if not isinstance(result, Proposal):
+            return result
+        pending.proposal = result
+        node.pending[pending.op_id] = pending
+        self.unanswered[pending.op_id] = pending
+        self.accepted_writes[pending.op_id] = pending
+        return None
+
+    def fail_request(self, pending: Pending) -> None:
+        """The server answers an error (503): the operation did not take effect."""
+        if self.unanswered.pop(pending.op_id, None) is not None:
+            self.stats["requests_failed"] += 1
+            self.next_client_op(pending.client)
+
+    # ----- requests between servers (RPC over TCP: delayed, dropped, never duplicated) ---------
+
+    def send_rpc(self, src: str, dst: str, kind: str, data: tuple) -> None:
+        if (src, dst) in self.blocked or self.rng.random() < self.cfg.drop:
+            return
+        delay = self.rng.randint(self.cfg.delay_min_ms, self.cfg.delay_max_ms)
+        if self.rng.random() < self.cfg.long_delay:
+            delay += self.rng.randint(20, 120)
+        self.at(self.now + delay, "rpc", (kind, src, dst, data))
+
+    def _on_rpc(self, payload: tuple[str, str, str, tuple]) -> None:
+        kind, src, dst, data = payload
+        node = self.nodes.get(dst)
+        if node is not None and node.alive:
+            getattr(self, "_rpc_" + kind)(node, src, data)
+            self.process(node)
+        elif kind == "term" and node is not None:  # a dead process: the connection is refused
+            self.send_rpc(dst, src, "term_reply", (*data, None))
+
+    def _rpc_propose(self, node: SimNode, src: str, data: tuple[int, str, bytes]) -> None:
+        incarnation, op_id, command = data
+        if not isinstance(node.raft.propose(command), Proposal):
+            self.send_rpc(node.id, src, "propose_failed", (incarnation, op_id))
+
+    def _rpc_propose_failed(self, node: SimNode, src: str, data: tuple[int, str]) -> None:
+        incarnation, op_id = data
+        pending = node.pending.pop(op_id, None) if incarnation == node.incarnation else None
+        if pending is not None:
+            self.fail_request(pending)
+
+    def _rpc_read(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
+        """A follower's round on the leader ("raft.read_index"): confirmed with the follower's
+        term, or, without one, in the leader's next round."""
+        incarnation, round_id, term = data
+        if node.raft.role != Role.LEADER:
+            self.send_rpc(node.id, src, "read_reply", (incarnation, round_id, None))
+            return
+        member = ("server", src, incarnation, round_id)
+        if term is None:
+            self.join_read(node, member)
+            return
+        node.served += 1
+        context = b"via:%d" % node.served
+        if isinstance(node.raft.read_index(context, src, term), NotLeader):
+            self.send_rpc(node.id, src, "read_reply", (incarnation, round_id, None))
+        else:
+            node.round_ctx[context] = member
+
+    def _rpc_read_reply(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
+        incarnation, round_id, index = data
+        if incarnation == node.incarnation:
+            self.end_round(node, round_id, index)
+
+    # ----- the driver's read path ---------------------------------------------------------------
+
+    def join_read(self, node: SimNode, member: tuple) -> None:
+        round_id = node.rounds.add(member, self.now)
+        if round_id is not None:
+            self.start_round(node, round_id)
+
+    def start_round(self, node: SimNode, round_id: int) -> None:
+        self.stats["read_rounds"] += 1
+        limit = self.cfg.raft.election_timeout_max_ms
+        self.at(self.now + limit, "round_limit", (node.id, node.incarnation, round_id))
+        raft = node.raft
+        if raft.role == Role.LEADER:
+            # Voters with an open connection (alive) are asked; a process that dies meanwhile
+            # answers an error (its connection is refused or lost).
+            others = [v for v in raft.voters if v != node.id and v in self.nodes]
+            others = [v for v in others if self.nodes[v].alive]
+            if not others or self.rng.random() < 0.3:  # no voter asked: heartbeats alone
+                self.begin_core_round(node, round_id, None, 0)
+                return
+            node.asked[round_id] = False
+            for voter in others:
+                self.send_rpc(node.id, voter, "term", (node.incarnation, round_id))
+            return
+        leader = raft.leader_id
+        if leader not in self.nodes or leader == node.id:
+            self.end_round(node, round_id, None)
+            return
+        term = raft.term if self.rng.random() < 0.8 else None
+        self.send_rpc(node.id, leader, "read", (node.incarnation, round_id, term))
+
+    def _rpc_term(self, node: SimNode, src: str, data: tuple[int, int]) -> None:
+        """ "raft.term": this server's term now (the driver answers on its RPC thread)."""
+        self.send_rpc(node.id, src, "term_reply", (*data, node.raft.term))
+
+    def _rpc_term_reply(self, node: SimNode, src: str, data: tuple[int, int, int | None]) -> None:
+        """The first answer decides (a term: `via`; an error: heartbeats alone)."""
+        incarnation, round_id, term = data
+        if incarnation != node.incarnation or node.asked.get(round_id) is not False:
+            return
+        node.asked[round_id] = True
+        if node.rounds.in_flight != round_id:
+            return  # given up meanwhile
+        self.begin_core_round(node, round_id, src if term is not None else None, term or 0)
+
+    def begin_core_round(self, node: SimNode, round_id: int, via: str | None, term: int) -> None:
+        context = b"read:%d" % round_id
+        if isinstance(node.raft.read_index(context, via, term), NotLeader):
+            self.end_round(node, round_id, None)
+        else:
+            node.round_ctx[context] = round_id
+
+    def end_round(self, node: SimNode, round_id: int, index: int | None) -> None:
+        done, following = node.rounds.finish(round_id, self.now)
+        for member in done:
+            if member[0] == "server":
+                _, follower, incarnation, their_round = member
+                self.send_rpc(node.id, follower, "read_reply", (incarnation, their_round, index))
+                continue
+            pending = node.reads.get(member[1])
+            if pending is None:
+                continue  # the client gave up
+            if index is None:
+                del node.reads[member[1]]
+                self.fail_request(pending)
+            else:
+                pending.read_index = index
+        if following is not None:
+            self.start_round(node, following)
+        self.serve_reads(node)
+
+    def _on_round_limit(self, payload: tuple[str, int, int]) -> None:
+        node_id, incarnation, round_id = payload
+        node = self.nodes[node_id]
+        if node.alive and node.incarnation == incarnation and node.rounds.in_flight == round_id:
+            self.stats["read_rounds_given_up"] += 1
+            self.end_round(node, round_id, None)
+            self.process(node)
+
+    def settle_reads(self, node: SimNode) -> None:
+        """After a Ready: rounds it answered end; a server that no longer leads fails its
+        rounds (the core dropped them); reads whose index is applied are answered."""
+        answered, node.answered_rounds = node.answered_rounds, []
+        if node.round_ctx and node.raft.role != Role.LEADER:
+            answered += [(waiter, None) for waiter in node.round_ctx.values()]
+            node.round_ctx = {}
+        for waiter, index in answered:
+            if isinstance(waiter, int):
+                self.end_round(node, waiter, index)
+            else:
+                _, follower, incarnation, their_round = waiter
+                self.send_rpc(node.id, follower, "read_reply", (incarnation, their_round, index))
+        self.serve_reads(node)
+
+    def serve_reads(self, node: SimNode) -> None:
+        applied = node.raft.applied_index
+        for op_id, pending in list(node.reads.items()):
+            if pending.read_index is not None and pending.read_index <= applied:
+                del node.reads[op_id]
+                self.answer(pending, node.kv.data.get(pending.key), None)
 
     def _on_retry(self, payload: tuple[Pending, int]) -> None:
         self.attempt(*payload)

@@ -27,7 +27,7 @@ async function loadLeader() {
     const { data } = await get("/leader");
     return data && data.Name ? data.Name : "";
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) return "";
+    if (err instanceof ApiError && (err.status === 404 || err.status === 503)) return "";
     throw err;
   }
 }

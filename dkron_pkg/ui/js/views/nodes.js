@@ -65,7 +65,7 @@ export async function renderNodes(ctx) {
       get("/leader").then(
         (r) => (r.data && r.data.Name) || "",
         (err) => {
-          if (err instanceof ApiError && err.status === 404) return "";
+          if (err instanceof ApiError && (err.status === 404 || err.status === 503)) return "";
           throw err;
         },
       ),
