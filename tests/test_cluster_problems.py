@@ -32,12 +32,12 @@ def test_a_server_with_another_bootstrap_expect_joins_and_says_so(tmp_path):
             tmp_path / "s2", "--join", gossip_seed(first), node="s2", expect=3
         ).start()
         # It joins the existing cluster instead of waiting for two more servers ...
-        second.client.wait_for(lambda: peers_of(second) == {"s1": True, "s2": True}, timeout=20)
+        second.client.wait_for(lambda: peers_of(second) == {"s1": True, "s2": True}, timeout=45)
         second.client.wait_for(lambda: second.client.get("/v1/jobs/before").status == 200)
         # ... and both servers say their --bootstrap-expect disagree.
-        said = second.client.wait_for(lambda: problems(second, "bootstrap-expect"), timeout=10)
+        said = second.client.wait_for(lambda: problems(second, "bootstrap-expect"), timeout=30)
         assert "server s1 was started with --bootstrap-expect 1 and this server with 3" in said[0]
-        said = first.client.wait_for(lambda: problems(first, "bootstrap-expect"), timeout=10)
+        said = first.client.wait_for(lambda: problems(first, "bootstrap-expect"), timeout=30)
         assert "server s2 was started with --bootstrap-expect 3 and this server with 1" in said[0]
         assert "problem: server s1 was started with --bootstrap-expect 1" in second.log()
     finally:
@@ -53,12 +53,12 @@ def test_a_server_that_cannot_reach_the_leaders_rpc_port_says_so(tmp_path):
     second = None
     try:
         second = AgentProcess(tmp_path / "s2", "--join", gossip_seed(first), node="s2").start()
-        said = second.client.wait_for(lambda: problems(second, "rpc"), timeout=20)
+        said = second.client.wait_for(lambda: problems(second, "rpc"), timeout=45)
         assert f"cannot reach the leader s1's RPC port at 127.0.0.1:{closed}" in said[0]
         assert "problem: cannot reach the leader s1's RPC port" in second.log()
         assert peers_of(first) == {"s1": True, "s2": False}
         assert first.client.post("/v1/jobs", shell_job("still-writable", "true")).status == 201
-        said = first.client.wait_for(lambda: problems(first, "learner"), timeout=20)
+        said = first.client.wait_for(lambda: problems(first, "learner"), timeout=45)
         assert "server s2 has not answered this leader for" in said[0]
         assert f"this leader's RPC port at 127.0.0.1:{closed}" in said[0]
     finally:
@@ -74,7 +74,7 @@ def test_a_node_gossiping_under_another_cluster_key_is_named(tmp_path):
         stranger = AgentProcess(
             tmp_path / "x1", "--join", gossip_seed(first), node="x1", server=False, key=OTHER_KEY
         ).start()
-        said = first.client.wait_for(lambda: problems(first, "gossip-key"), timeout=20)
+        said = first.client.wait_for(lambda: problems(first, "gossip-key"), timeout=45)
         assert said[0].startswith("a node at 127.0.0.1 sends gossip under another cluster key")
         assert "problem: a node at 127.0.0.1 sends gossip under another cluster key" in (
             first.log()
@@ -85,7 +85,7 @@ def test_a_node_gossiping_under_another_cluster_key_is_named(tmp_path):
         assert anonymous == [
             {"kind": "gossip-key", "message": "details are shown with the API token"}
         ]
-        said = stranger.client.wait_for(lambda: problems(stranger, "gossip-join"), timeout=20)
+        said = stranger.client.wait_for(lambda: problems(stranger, "gossip-join"), timeout=45)
         assert f"gossip join to {gossip_seed(first)} has had no answer" in said[0]
         assert "does this node have the cluster's key?" in said[0]
     finally:
@@ -105,9 +105,9 @@ def test_a_server_of_another_raft_group_is_not_added_and_both_say_so(tmp_path):
         second.stop()
         second = AgentProcess(tmp_path / "s2", "--join", gossip_seed(first), node="s2").start()
         nodes.append(second)
-        said = first.client.wait_for(lambda: problems(first, "raft-group"), timeout=20)
+        said = first.client.wait_for(lambda: problems(first, "raft-group"), timeout=45)
         assert said[0].startswith("server s2 belongs to another Raft group (voters: s2)")
-        said = second.client.wait_for(lambda: problems(second, "raft-group"), timeout=20)
+        said = second.client.wait_for(lambda: problems(second, "raft-group"), timeout=45)
         assert said[0].startswith("server s1 belongs to another Raft group (voters: s1)")
         assert "problem: server s2 belongs to another Raft group" in first.log()
         assert peers_of(first) == {"s1": True} and peers_of(second) == {"s2": True}
