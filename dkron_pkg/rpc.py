@@ -655,6 +655,9 @@ class RpcClient:
             conn.send(KIND_CALL, _encode_call(req_id, method, args))
             reply = fut.result(timeout=timeout)
         except FutureTimeout:
+            # A connection that let a call go unanswered may be dead without a word (its peer
+            # restarted): the next call opens a fresh one instead of waiting on it again.
+            conn.alive = False
             raise RpcError(f"{method} on {addr}: no answer within {timeout:g}s") from None
         except OSError as e:
             conn.alive = False
