@@ -27,7 +27,7 @@ def finished(client, name, count=1):
         done = [e for e in r.json() if not e["finished_at"].startswith("0001")]
         return done if len(done) >= count else None
 
-    return client.wait_for(check)
+    return client.wait_for(check, timeout=40)  # runs on a loaded CI machine
 
 
 # ----- node endpoints --------------------------------------------------------------------
