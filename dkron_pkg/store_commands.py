@@ -183,13 +183,20 @@ def _kind(value: Any) -> str:
 # ----- fields ------------------------------------------------------------------------------------
 
 
+def _present(c: dict, key: str, name: str, required: bool) -> bool:
+    """Whether `key` has a value to check; a required one that is missing is an error."""
+    if key in c and c[key] is not None:
+        return True
+    if required:
+        raise CommandError(f"{name} is missing", name)
+    return False
+
+
 def _text(
     c: dict, key: str, where: str = "", *, required: bool = True, limit: int = MAX_IDENT_CHARS
 ) -> None:
     name = where + key
-    if key not in c or c[key] is None:
-        if required:
-            raise CommandError(f"{name} is missing", name)
+    if not _present(c, key, name, required):
         return
     value = c[key]
     if not isinstance(value, str):
@@ -207,9 +214,7 @@ def _reference(c: dict, key: str, where: str = "") -> None:
 
 def _integer(c: dict, key: str, where: str = "", *, required: bool = True, low: int = 0) -> None:
     name = where + key
-    if key not in c or c[key] is None:
-        if required:
-            raise CommandError(f"{name} is missing", name)
+    if not _present(c, key, name, required):
         return
     value = c[key]
     if isinstance(value, bool) or not isinstance(value, int):
@@ -220,9 +225,7 @@ def _integer(c: dict, key: str, where: str = "", *, required: bool = True, low: 
 
 def _boolean(c: dict, key: str, where: str = "", *, required: bool = False) -> None:
     name = where + key
-    if key not in c or c[key] is None:
-        if required:
-            raise CommandError(f"{name} is missing", name)
+    if not _present(c, key, name, required):
         return
     if not isinstance(c[key], bool):
         raise CommandError(f"{name} must be true or false, not {_kind(c[key])}", name)
@@ -230,9 +233,7 @@ def _boolean(c: dict, key: str, where: str = "", *, required: bool = False) -> N
 
 def _time(c: dict, key: str, where: str = "", *, required: bool = False) -> None:
     name = where + key
-    if key not in c or c[key] is None:
-        if required:
-            raise CommandError(f"{name} is missing", name)
+    if not _present(c, key, name, required):
         return
     value = c[key]
     if not isinstance(value, str):
@@ -248,9 +249,7 @@ def _time(c: dict, key: str, where: str = "", *, required: bool = False) -> None
 
 
 def _node_list(c: dict, key: str, *, required: bool) -> None:
-    if key not in c or c[key] is None:
-        if required:
-            raise CommandError(f"{key} is missing", key)
+    if not _present(c, key, key, required):
         return
     value = c[key]
     if not isinstance(value, list | tuple):
