@@ -50,6 +50,8 @@ from dkron_pkg.store import Result, Store
 
 log = logging.getLogger("dkron.cluster")
 
+WIRING_WAIT_SECONDS = 30.0  # a leadership callback waits this long for start() to finish
+
 # What a replicated write can fail with: no leader, timeout, transport, storage, shutdown.
 COMMIT_ERRORS = (
     NotLeaderError,
@@ -175,6 +177,7 @@ class Cluster:
         self.problems: Problems = getattr(agent, "problems", None) or Problems()
         self.replicator: RaftReplicator | None = None
         self._lock = threading.Lock()
+        self._wired = threading.Event()  # set once `replicator` is the started one
         self._down_since: dict[str, float] = {}
         self._learner_since: dict[str, float] = {}
         self._unreachable_since: dict[str, float] = {}
@@ -294,13 +297,21 @@ class Cluster:
             self.agent.rpc_client,
             bootstrap=bootstrap,
             config=config,
-            on_leadership=self.agent.on_leadership,
+            on_leadership=self._on_leadership,
             on_applied=self.agent.on_applied,
         )
         replicator.start()
         with self._lock:
             self.replicator = replicator
         self.agent.committer = ReplicatedCommitter(replicator)
+        self._wired.set()
+
+    def _on_leadership(self, leader: bool) -> None:
+        """A lone voter wins its election inside `replicator.start()`: the agent must not hear
+        of it before `self.replicator` is set, or it would take up the leadership of term 0
+        and never pass the barrier of the real term (no scheduled runs, no retries)."""
+        self._wired.wait(WIRING_WAIT_SECONDS)
+        self.agent.on_leadership(leader)
 
     def _voters_loop(self) -> None:
         """On the leader: the members follow gossip (see `autopilot`)."""

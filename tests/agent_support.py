@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import traceback
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -92,7 +94,20 @@ class Client:
             if last:
                 return last
             time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+        raise AssertionError(
+            f"condition not met within {timeout}s (last value: {last!r})\n{thread_stacks()}"
+        )
+
+
+def thread_stacks() -> str:
+    """Where every thread of this process stands: an in-process agent that stopped launching
+    shows here which of its threads waits on what."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    parts = []
+    for ident, frame in sys._current_frames().items():
+        stack = "".join(traceback.format_stack(frame, limit=8))
+        parts.append(f"--- thread {names.get(ident, ident)}\n{stack}")
+    return "".join(parts)
 
 
 def free_port() -> int:
