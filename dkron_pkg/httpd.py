@@ -24,7 +24,6 @@ import time
 from email.parser import BytesParser
 from email.policy import HTTP
 from importlib import resources
-from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -369,7 +368,7 @@ class Api:
         elif field in ("last_success", "last_error"):
             jobs.sort(key=lambda j: (_time_sort_key(j.get(field)), j["name"]))
         elif field == "name":
-            jobs.sort(key=itemgetter("name"))
+            pass  # the store's view is in name order already, and filters keep it
         elif field in ("success_count", "error_count"):
             jobs.sort(key=lambda j: (j.get(field) or 0, j["name"]))
         else:

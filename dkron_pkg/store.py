@@ -107,6 +107,7 @@ class Store:
             self._checkpointer = WalCheckpointer(path).start()
         self._lock = threading.RLock()
         self._jobs: dict[str, dict] = {}
+        self._names_in_order: list[str] | None = None  # sorted; None after a job came or went
         self._pending: dict[str, dict | None] | None = None
         self._running: dict[str, int] = {}
         self._intents: dict[int, dict] = {}
@@ -115,6 +116,7 @@ class Store:
     # ----- loading and helpers -------------------------------------------------------------
 
     def _load(self) -> None:
+        self._names_in_order = None
         self._jobs = {
             name: json.loads(body) for name, body in self._db.execute("SELECT * FROM jobs")
         }
@@ -175,13 +177,19 @@ class Store:
             return [self._decorate(j) for j in self._jobs.values()]
 
     def jobs_view(self) -> tuple[list[dict], set[str]]:
-        """All jobs without copying (callers must not mutate them) and the running names.
+        """All jobs in name order, without copying (callers must not mutate them), and the
+        running names.
 
-        The API filters and sorts 10,000 jobs per list request; copying each one first
+        The API filters and sorts 10,000 jobs per list request; copying each one first, or
+        sorting them by name each time (a job's runs change it, not the order of names),
         would dominate that request's cost.
         """
         with self._lock:
-            return list(self._jobs.values()), {n for n, c in self._running.items() if c > 0}
+            if self._names_in_order is None:
+                self._names_in_order = sorted(self._jobs)
+            jobs = self._jobs
+            view = [jobs[name] for name in self._names_in_order]
+            return view, {n for n, c in self._running.items() if c > 0}
 
     def job_names(self) -> list[str]:
         with self._lock:
@@ -277,8 +285,11 @@ class Store:
                 raise
             for name, job in self._pending.items():
                 if job is None:
-                    self._jobs.pop(name, None)
+                    if self._jobs.pop(name, None) is not None:
+                        self._names_in_order = None
                 else:
+                    if name not in self._jobs:
+                        self._names_in_order = None
                     self._jobs[name] = job
             self._pending = None
         return results

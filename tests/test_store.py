@@ -129,6 +129,24 @@ def test_delete_rules(store):
     assert not store.apply({"op": "delete_job", "name": "parent"}).ok
 
 
+def test_the_jobs_view_stays_in_name_order_as_jobs_come_go_and_run(store):
+    def names() -> list[str]:
+        return [j["name"] for j in store.jobs_view()[0]]
+
+    for name in ("c", "a", "b"):
+        set_job(store, name)
+    assert names() == ["a", "b", "c"]
+    assert store.apply({"op": "delete_job", "name": "b"}).ok
+    set_job(store, "aa")
+    assert names() == ["a", "aa", "c"]
+    run_once(store, "c", group=1, success=False)
+    view = store.jobs_view()[0]
+    assert [j["name"] for j in view] == ["a", "aa", "c"]
+    assert view[-1]["error_count"] == 1  # the view shows the job as its run left it
+    failed = store.apply({"op": "set_job", "job": {"name": ""}, "now_ns": NOW})
+    assert not failed.ok and names() == ["a", "aa", "c"]
+
+
 def test_scheduled_time_is_never_launched_twice(store):
     set_job(store, "a")
     cmd = {
