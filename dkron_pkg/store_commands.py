@@ -107,7 +107,55 @@ def check_value_shape(value: Any) -> None:
     NaN and infinities, integers beyond 64 bits (SQLite's range), strings that cannot be stored
     as UTF-8 (lone surrogates), keys that are not strings, and values JSON cannot carry are
     refused here once, so the checks per op only look at types and meanings.
+
+    Every Raft entry is checked on every server: a quick walk clears the usual command, and
+    only one it cannot clear is walked again with the paths that name what is wrong.
     """
+    if _plainly_valid(value):
+        return
+    _check_value_shape_closely(value)
+
+
+def _plainly_valid(value: Any) -> bool:
+    """True when `value` certainly passes `check_value_shape` (False: look closely)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    items = chars = 0
+    while stack:
+        item, depth = stack.pop()
+        items += 1
+        kind = type(item)
+        if kind is str:
+            chars += len(item)
+            if not item.isascii():
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH:
+                return False
+            for key, sub in item.items():
+                if type(key) is not str:
+                    return False
+                chars += len(key)
+                stack.append((sub, depth + 1))
+        elif kind is list:
+            if depth >= MAX_DEPTH:
+                return False
+            stack.extend((sub, depth + 1) for sub in item)
+        elif kind is int:
+            if not -INT64_MAX - 1 <= item <= INT64_MAX:
+                return False
+        elif item is None or kind is bool:
+            pass
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        else:
+            return False
+        if items > MAX_ITEMS or chars > MAX_COMMAND_CHARS:
+            return False
+    return True
+
+
+def _check_value_shape_closely(value: Any) -> None:
     stack: list[tuple[Any, tuple, int]] = [(value, (), 0)]
     items = 0
     chars = 0

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from dkron_pkg.dispatch import parse_job_tags
 from dkron_pkg.store import INTERNAL_FAILURE, Store, compute_next
-from dkron_pkg.store_commands import stored_job_problem
+from dkron_pkg.store_commands import (
+    MAX_DEPTH,
+    _check_value_shape_closely,
+    _plainly_valid,
+    stored_job_problem,
+)
 from dkron_pkg.timefmt import ZERO_TIME
 
 NOW = 1_700_000_000_000_000_000
@@ -147,3 +152,37 @@ def test_a_batch_of_commands_applies_each_alone(batch: list) -> None:
     finally:
         one_by_one.close()
         together.close()
+
+
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+    | st.binary(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(JSONISH)
+def test_the_quick_shape_walk_never_clears_what_the_close_walk_refuses(value):
+    """The quick walk may only say "plainly fine" of what the close walk accepts too."""
+    if not _plainly_valid(value):
+        return
+    _check_value_shape_closely(value)  # raises CommandError if the quick walk was wrong
+
+
+def test_the_quick_shape_walk_leaves_each_kind_of_problem_to_the_close_walk():
+    deep: dict = {}
+    for _ in range(MAX_DEPTH + 1):
+        deep = {"d": deep}
+    for bad in ({"n": 2**64}, {"f": float("nan")}, {1: "key"}, {"s": "\ud800"}, deep, {"b": b""}):
+        assert not _plainly_valid(bad)
+    assert _plainly_valid({"op": "set_job", "job": {"name": "ok", "tags": ["é" * 0, 1, 2.5]}})
