@@ -151,6 +151,12 @@ def expressions(draw, dense: bool = False, croniter_safe: bool = False) -> Expr:
                 # croniter lets a stepped star inside a day list ("*/2,0-5") switch its
                 # day-of-month/day-of-week rule to AND; robfig (Dkron) does not.
                 field = [p for p in field if p.kind != "star"] or [field[0]]
+        if croniter_safe and index in (3, 5) and all(p.kind != "star" for p in field):
+            low, high = BOUNDS[index]
+            if set().union(*(p.values(low, high) for p in field)) == set(range(low, high + 1)):
+                # croniter reads a day field that names every day ("0/1", "0-6") as "*", so
+                # day-of-month AND day-of-week; robfig (Dkron) reads only "*" so.
+                field = [Part("value", low)]
         fields.append(field)
     return Expr(fields)
 

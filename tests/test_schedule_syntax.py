@@ -73,6 +73,7 @@ def test_cron_field_syntax(spec, expected):
         ("0 0 0 */1 * 5", [utc(2024, 1, 5), utc(2024, 1, 12), utc(2024, 1, 19)]),
         # written-out full ranges are not *, so OR gives every day
         ("0 0 0 1-31 * 5", [utc(2024, 1, 2), utc(2024, 1, 3), utc(2024, 1, 4)]),
+        ("0 0 0 */2 * 0/1", [utc(2024, 1, 2), utc(2024, 1, 3), utc(2024, 1, 4)]),
     ],
 )
 def test_day_of_month_and_day_of_week_rule(spec, expected):
