@@ -15,6 +15,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # server then makes its own key, an agent without one refuses to start).
 TEST_KEY = "dGVzdC1jbHVzdGVyLWtleQ=="  # base64 of b"test-cluster-key"
 KEY_FLAGS = ("--encrypt", "--encrypt-file", "--dev-insecure")
+RUNNING_AGENTS: weakref.WeakSet[AgentProcess] = weakref.WeakSet()  # logs shown on a failed wait
 API_LINE = re.compile(r"API on http://[^\s:]+:(\d+), gossip on [^\s:]+:(\d+), RPC on [^\s:]+:(\d+)")
 
 
@@ -100,13 +102,18 @@ class Client:
 
 
 def thread_stacks() -> str:
-    """Where every thread of this process stands: an in-process agent that stopped launching
-    shows here which of its threads waits on what."""
+    """Where every thread of this process stands (an in-process agent that stopped launching
+    shows here which of its threads waits on what), then the last lines of every agent process
+    this test process has running."""
     names = {t.ident: t.name for t in threading.enumerate()}
     parts = []
     for ident, frame in sys._current_frames().items():
         stack = "".join(traceback.format_stack(frame, limit=8))
         parts.append(f"--- thread {names.get(ident, ident)}\n{stack}")
+    for agent in list(RUNNING_AGENTS):
+        if agent.proc is not None and agent.proc.poll() is None:
+            tail = "\n".join(agent.log().splitlines()[-40:])
+            parts.append(f"--- agent process {agent.node} (log {agent.log_path})\n{tail}\n")
     return "".join(parts)
 
 
@@ -220,6 +227,7 @@ class AgentProcess:
             self.args, stdout=log, stderr=subprocess.STDOUT, cwd=self.data_dir.parent, env=self.env
         )
         log.close()
+        RUNNING_AGENTS.add(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
