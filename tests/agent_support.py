@@ -282,3 +282,20 @@ def stop_together(nodes: list[AgentProcess | None]) -> None:
         node.signal(signal.SIGTERM)
     for node in running:
         node.stop()
+
+
+def gossip_seed(node: AgentProcess) -> str:
+    """The address a node joining `node` gives to --join."""
+    return f"127.0.0.1:{node.gossip_port}"
+
+
+def peers_of(node: AgentProcess) -> dict[str, bool]:
+    """{name: voter} as the node's /v1/raft/peers shows it ({} while it cannot answer)."""
+    r = node.client.get("/v1/raft/peers")
+    return {p["id"]: p["voter"] for p in r.json()} if r.status == 200 else {}
+
+
+def job_names(node: AgentProcess) -> set[str]:
+    """The names in the node's /v1/jobs (empty while it cannot answer)."""
+    r = node.client.get("/v1/jobs")
+    return {j["name"] for j in r.json()} if r.status == 200 else set()

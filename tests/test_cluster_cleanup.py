@@ -4,17 +4,7 @@ removed at once, and a removed server that comes back rejoins as a voter with ev
 
 from __future__ import annotations
 
-from agent_support import AgentProcess, shell_job, stop_together
-
-
-def peers_of(node: AgentProcess) -> dict[str, bool]:
-    r = node.client.get("/v1/raft/peers")
-    return {p["id"]: p["voter"] for p in r.json()} if r.status == 200 else {}
-
-
-def job_names(node: AgentProcess) -> set[str]:
-    r = node.client.get("/v1/jobs")
-    return {j["name"] for j in r.json()} if r.status == 200 else set()
+from agent_support import AgentProcess, job_names, peers_of, shell_job, stop_together
 
 
 def test_dead_voter_is_removed_and_rejoins_cleanly_and_a_leaver_goes_at_once(tmp_path):

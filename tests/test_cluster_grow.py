@@ -8,27 +8,12 @@ import shutil
 import sqlite3
 import time
 
-from agent_support import AgentProcess, shell_job, stop_together
-
-
-def gossip_seed(node: AgentProcess) -> str:
-    return f"127.0.0.1:{node.gossip_port}"
+from agent_support import AgentProcess, gossip_seed, job_names, peers_of, shell_job, stop_together
 
 
 def leader_of(node: AgentProcess) -> str | None:
     r = node.client.get("/v1/leader")
     return r.json()["Name"] if r.status == 200 and r.json() else None
-
-
-def peers_of(node: AgentProcess) -> dict[str, bool]:
-    """{name: voter} as /v1/raft/peers shows it."""
-    r = node.client.get("/v1/raft/peers")
-    return {p["id"]: p["voter"] for p in r.json()} if r.status == 200 else {}
-
-
-def job_names(node: AgentProcess) -> set[str]:
-    r = node.client.get("/v1/jobs")
-    return {j["name"] for j in r.json()} if r.status == 200 else set()
 
 
 def test_a_lone_server_grows_into_three_voters_that_survive_its_death(tmp_path):

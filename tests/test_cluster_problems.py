@@ -3,24 +3,23 @@ line and shows in /health's "problems" (the UI's Nodes page lists them from ther
 
 from __future__ import annotations
 
-from agent_support import AgentProcess, Client, free_port, shell_job, stop_together
+from agent_support import (
+    AgentProcess,
+    Client,
+    free_port,
+    gossip_seed,
+    peers_of,
+    shell_job,
+    stop_together,
+)
 
 OTHER_KEY = "YW5vdGhlci1rZXktMDEyMw=="  # base64 of b"another-key-0123"
-
-
-def gossip_seed(node: AgentProcess) -> str:
-    return f"127.0.0.1:{node.gossip_port}"
 
 
 def problems(node: AgentProcess, kind: str) -> list[str]:
     r = node.client.get("/health")
     assert r.status == 200
     return [p["message"] for p in r.json()["problems"] if p["kind"] == kind]
-
-
-def peers_of(node: AgentProcess) -> dict[str, bool]:
-    r = node.client.get("/v1/raft/peers")
-    return {p["id"]: p["voter"] for p in r.json()} if r.status == 200 else {}
 
 
 def test_a_server_with_another_bootstrap_expect_joins_and_says_so(tmp_path):
